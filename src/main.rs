@@ -1,0 +1,338 @@
+//! Command-line entry: `serve`, `emulator`, `check-config`, `healthcheck`, `ticket`.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use cloudbase_gateway::config::{self, Config, LogFormat};
+use cloudbase_gateway::emulator::{self, Emulator, EmulatorOptions};
+use cloudbase_gateway::entropy::OsEntropy;
+use cloudbase_gateway::{server, telemetry, ticket};
+
+#[derive(Parser)]
+#[command(
+    name = "cloudbase-gateway",
+    version,
+    about = "Authenticating edge gateway for Tencent CloudBase auth"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ConfigArgs),
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig(ConfigArgs),
+    /// Run a local CloudBase auth emulator (no Tencent account needed).
+    Emulator(EmulatorArgs),
+    /// Exit 0 when the gateway at URL answers /ping (for container health checks).
+    Healthcheck(HealthArgs),
+    /// Print a custom-login ticket, built as the node SDK's createTicket builds it.
+    Ticket(TicketArgs),
+}
+
+/// Configuration sources. Flags override env (CLOUDBASE_GATEWAY_*), which overrides the file.
+#[derive(Args)]
+struct ConfigArgs {
+    /// TOML configuration file (see gateway.example.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (key: listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// URL browsers use to reach the gateway (key: public_url).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// CloudBase environment id (key: env_id).
+    #[arg(long, value_name = "ID")]
+    env_id: Option<String>,
+    /// Origin of the CloudBase auth API (key: api_origin).
+    #[arg(long, value_name = "URL")]
+    api_origin: Option<String>,
+    /// Log filter, e.g. info or debug (key: log_level).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format: text or json (key: log_format).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, config::ConfigErrors> {
+        let flags = [
+            ("listen", &self.listen),
+            ("public_url", &self.public_url),
+            ("env_id", &self.env_id),
+            ("api_origin", &self.api_origin),
+            ("log_level", &self.log_level),
+            ("log_format", &self.log_format),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect::<Vec<_>>();
+        config::load(self.config.as_deref(), std::env::vars(), flags)
+    }
+}
+
+#[derive(Args)]
+struct EmulatorArgs {
+    /// Address to listen on; port 0 picks a free one (printed on the first stdout line).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    listen: String,
+    /// Environment id to emulate.
+    #[arg(long, value_name = "ENV", default_value = "test-env")]
+    env: String,
+    /// Users to seed: TOML with [[users]] username, email, phone_number, password, name, groups.
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// Access-token lifetime in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 7200)]
+    access_token_ttl: u64,
+    /// Refresh-token lifetime in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30 * 24 * 3600)]
+    refresh_token_ttl: u64,
+    /// Custom-login public key: private_key_id=PUBLIC_PEM_FILE (repeatable).
+    #[arg(long = "ticket-key", value_name = "ID=PUBLIC_PEM_FILE")]
+    ticket_keys: Vec<String>,
+    /// Extra provider id to accept besides wx_open, wx_mp, github and google (repeatable).
+    #[arg(long = "provider", value_name = "ID")]
+    providers: Vec<String>,
+    /// Log filter for the emulator's own logs (stderr).
+    #[arg(long, value_name = "FILTER", default_value = "warn")]
+    log_level: String,
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    /// The gateway's URL; /ping is appended when the URL has no path.
+    url: String,
+    /// How long to wait for the answer.
+    #[arg(long, value_name = "DURATION", default_value = "3s")]
+    timeout: humantime::Duration,
+}
+
+#[derive(Args)]
+struct TicketArgs {
+    /// The console's tcb_custom_login.json.
+    #[arg(long, value_name = "FILE")]
+    key_file: PathBuf,
+    /// Your user id (4-32 letters, digits or _-#@~=*(){}[]:.,<>+).
+    #[arg(long)]
+    uid: String,
+    /// How often the login state refreshes, in ms (createTicket's `refresh`; default 1 h).
+    #[arg(long, value_name = "N")]
+    refresh_ms: Option<u64>,
+    /// Absolute Unix time in ms after which the login can no longer be refreshed
+    /// (createTicket's `expire`; default now + 7 days).
+    #[arg(long, value_name = "N")]
+    expire_ms: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig(args) => check_config(args),
+        Command::Emulator(args) => run_emulator(args),
+        Command::Healthcheck(args) => healthcheck(args),
+        Command::Ticket(args) => make_ticket(args),
+    }
+}
+
+fn check_config(args: ConfigArgs) -> ExitCode {
+    match args.load() {
+        Ok(cfg) => {
+            print!("{}", cfg.redacted_toml());
+            eprintln!("configuration OK");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: ConfigArgs) -> ExitCode {
+    let cfg = match args.load() {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(cfg.log.format, &cfg.log.level);
+    let listener = match TcpListener::bind(cfg.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {}", cfg.listen, e.kind());
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    actix_web::rt::System::new().block_on(async move {
+        let server = match server::build(&cfg, listener) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot start: {}", e.kind());
+                return ExitCode::FAILURE;
+            }
+        };
+        announce(&addr);
+        run_until_signal(server).await
+    })
+}
+
+fn announce(addr: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{addr}");
+    let _ = out.flush();
+}
+
+/// Runs `server` until it stops or the process gets SIGINT / SIGTERM (then stops gracefully).
+async fn run_until_signal(server: actix_web::dev::Server) -> ExitCode {
+    let handle = server.handle();
+    let shutdown = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    };
+    tokio::select! {
+        result = server => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("server failed: {}", e.kind());
+                ExitCode::FAILURE
+            }
+        },
+        _ = shutdown => {
+            handle.stop(true).await;
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run_emulator(args: EmulatorArgs) -> ExitCode {
+    telemetry::init(LogFormat::Text, &args.log_level);
+    let mut opts = EmulatorOptions::new(args.env.clone());
+    opts.access_token_ttl = args.access_token_ttl;
+    opts.refresh_token_ttl = args.refresh_token_ttl;
+    opts.providers.extend(args.providers.iter().cloned());
+    let mut problems = Vec::new();
+    if let Some(path) = &args.users {
+        match emulator::read_users_file(path) {
+            Ok(users) => opts.users = users,
+            Err(e) => problems.push(e),
+        }
+    }
+    for spec in &args.ticket_keys {
+        match emulator::read_ticket_key(spec) {
+            Ok(k) => opts.ticket_keys.push(k),
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        for p in problems {
+            eprintln!("{p}");
+        }
+        return ExitCode::from(2);
+    }
+    let emu = match Emulator::new(opts, Arc::new(OsEntropy)) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(&args.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {}", args.listen, e.kind());
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    actix_web::rt::System::new().block_on(async move {
+        let (_running, server) = match emulator::serve(emu, listener, 2) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("cannot start: {}", e.kind());
+                return ExitCode::FAILURE;
+            }
+        };
+        announce(&addr);
+        run_until_signal(server).await
+    })
+}
+
+fn healthcheck(args: HealthArgs) -> ExitCode {
+    let mut url = match url::Url::parse(&args.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+        _ => {
+            eprintln!("healthcheck: expected an http(s) URL");
+            return ExitCode::from(2);
+        }
+    };
+    if url.path() == "/" || url.path().is_empty() {
+        url.set_path("/ping");
+    }
+    let timeout: Duration = args.timeout.into();
+    actix_web::rt::System::new().block_on(async move {
+        let client = awc::Client::builder().timeout(timeout).finish();
+        match client.get(url.as_str()).send().await {
+            Ok(resp) if resp.status().is_success() => ExitCode::SUCCESS,
+            Ok(resp) => {
+                eprintln!("healthcheck: {} answered {}", url, resp.status());
+                ExitCode::FAILURE
+            }
+            Err(_) => {
+                eprintln!("healthcheck: {url} did not answer");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn make_ticket(args: TicketArgs) -> ExitCode {
+    let result = ticket::read_key_file(&args.key_file).and_then(|key| {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        ticket::create_ticket(&key, &args.uid, now_ms, args.refresh_ms, args.expire_ms)
+    });
+    match result {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ticket: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
