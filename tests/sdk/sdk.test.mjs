@@ -3,7 +3,7 @@
 // (`cloudbase-gateway emulator`).
 //
 // Run:  npm run test:sdk          (= node --test tests/sdk/)
-// Needs: the gateway binary, `$CLOUDBASE_GATEWAY_BIN` or
+// Needs: the gateway binary, `$GATEWAY_TEST_BIN` or
 //        <repo>/target/debug/cloudbase-gateway (cargo build first).
 //
 // The SDK is used the way an application uses it:
@@ -54,7 +54,7 @@ for (const m of ['log', 'info', 'debug']) {
 const { default: cloudbase } = await import('@cloudbase/js-sdk')
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-const BIN = process.env.CLOUDBASE_GATEWAY_BIN || path.join(REPO, 'target', 'debug', 'cloudbase-gateway')
+const BIN = process.env.GATEWAY_TEST_BIN || path.join(REPO, 'target', 'debug', 'cloudbase-gateway')
 
 const TEST_TIMEOUT = 20_000
 const START_TIMEOUT = 15_000
@@ -97,7 +97,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 /** Start `cloudbase-gateway emulator ...`; resolves once it printed its URL. */
 async function startEmulator({ env, extraArgs = [] }) {
   if (!fs.existsSync(BIN)) {
-    throw new Error(`emulator binary not found at ${BIN} (build it with \`cargo build\`, or set CLOUDBASE_GATEWAY_BIN)`)
+    throw new Error(`emulator binary not found at ${BIN} (build it with \`cargo build\`, or set GATEWAY_TEST_BIN)`)
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbgw-sdk-test-'))
   const usersFile = path.join(dir, 'users.toml')

@@ -1,0 +1,336 @@
+//! The command line, run as a user runs it: the binary in a child process, with a clean
+//! environment, real files and real ports.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudbase-gateway");
+
+fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    // No CLOUDBASE_GATEWAY_* from the developer's shell may leak into these tests.
+    c.env_clear().args(args);
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    cmd(args).output().expect("binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A child that is killed when dropped.
+struct Running(Child, String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a long-running subcommand and returns it with the URL from its first stdout line.
+fn start(mut c: Command) -> Running {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawns");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_ne!(url, "http://127.0.0.1:0", "the real port is printed");
+    Running(child, url)
+}
+
+fn file(dir: &tempfile::TempDir, name: &str, content: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(content.as_bytes())
+        .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["serve", "check-config", "emulator", "healthcheck", "ticket"] {
+        let out = run(&[sub, "--help"]);
+        assert!(out.status.success(), "{sub} --help");
+        assert!(
+            text(&out.stdout).contains("Usage: cloudbase-gateway"),
+            "{sub}"
+        );
+    }
+    let out = run(&["--help"]);
+    for sub in ["serve", "check-config", "emulator", "healthcheck", "ticket"] {
+        assert!(
+            text(&out.stdout).contains(sub),
+            "{sub} missing from the top-level help"
+        );
+    }
+}
+
+#[test]
+fn check_config_prints_the_redacted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = file(&dir, "secret", "very-secret-value\n");
+    let cfg = file(&dir, "gw.toml", &format!("env_id = \"file-env\"\npublic_url = \"https://gw.example.com\"\nclient_secret_file = \"{secret}\"\n"));
+    let out = cmd(&["check-config", "--config", &cfg, "--listen", "0.0.0.0:9000"])
+        .env("CLOUDBASE_GATEWAY_REGION", "ap-guangzhou")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("listen = \"0.0.0.0:9000\""), "{shown}");
+    assert!(shown.contains("region = \"ap-guangzhou\""), "{shown}");
+    assert!(shown.contains("client_secret = \"[redacted]\""), "{shown}");
+    assert!(
+        shown.contains("https://file-env.ap-guangzhou.tcb-api.tencentcloudapi.com"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("very-secret-value") && !text(&out.stderr).contains("very-secret-value")
+    );
+}
+
+#[test]
+fn check_config_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = file(
+        &dir,
+        "gw.toml",
+        "env_id = \"bad env\"\nlog_format = \"xml\"\nsurprise = 1\n",
+    );
+    let out = cmd(&["check-config", "--config", &cfg])
+        .env("CLOUDBASE_GATEWAY_CLOUDBASE_TIMEOUT", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    for needle in [
+        "env_id (CLOUDBASE_GATEWAY_ENV_ID)",
+        "log_format (CLOUDBASE_GATEWAY_LOG_FORMAT)",
+        "surprise",
+        "unknown key",
+        "public_url (CLOUDBASE_GATEWAY_PUBLIC_URL): is required",
+        "cloudbase_timeout (CLOUDBASE_GATEWAY_CLOUDBASE_TIMEOUT) from environment",
+        "5 configuration problem(s)",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+    }
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
+fn emulator_prints_its_url_and_serves_the_seeded_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = file(
+        &dir,
+        "users.toml",
+        "[[users]]\nusername = \"carol\"\nemail = \"carol@example.com\"\nphone_number = \"+86 13900000000\"\npassword = \"carol-pass-1\"\nname = \"Carol\"\ngroups = [\"ops\"]\n",
+    );
+    let emu = start(cmd(&[
+        "emulator",
+        "--listen",
+        "127.0.0.1:0",
+        "--env",
+        "cli-env",
+        "--users",
+        &users,
+        "--access-token-ttl",
+        "120",
+    ]));
+    let signin = http_post(
+        &format!("{}/auth/v1/signin?client_id=cli-env", emu.1),
+        r#"{"username":"carol","password":"carol-pass-1"}"#,
+    );
+    assert!(signin.contains("\"expires_in\":120"), "{signin}");
+    assert!(signin.contains("\"groups\":[\"ops\"]"), "{signin}");
+
+    // healthcheck against a live server, then against a dead port.
+    let ok = run(&["healthcheck", &emu.1]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let dead = free_port();
+    let down = run(&[
+        "healthcheck",
+        &format!("http://127.0.0.1:{dead}/"),
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(text(&down.stderr).contains("did not answer"));
+    assert_eq!(run(&["healthcheck", "ftp://x"]).status.code(), Some(2));
+}
+
+#[test]
+fn emulator_refuses_bad_users_files_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = file(
+        &dir,
+        "users.toml",
+        "[[users]]\nusername = \"x\"\nfavourite_colour = \"red\"\n",
+    );
+    let out = run(&[
+        "emulator",
+        "--listen",
+        "127.0.0.1:0",
+        "--users",
+        &bad,
+        "--ticket-key",
+        "k1=/nonexistent.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("users file") && err.contains("favourite_colour"),
+        "{err}"
+    );
+    assert!(err.contains("--ticket-key k1"), "{err}");
+    let dup = file(
+        &dir,
+        "dup.toml",
+        "[[users]]\nusername = \"same\"\n[[users]]\nusername = \"same\"\n",
+    );
+    let out = run(&["emulator", "--listen", "127.0.0.1:0", "--users", &dup]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("user #2"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_answers_health_checks() {
+    let gw = start(cmd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--env-id",
+        "e1",
+        "--public-url",
+        "http://127.0.0.1:4180",
+    ]));
+    let ok = run(&["healthcheck", &format!("{}/ping", gw.1)]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(http_get(&format!("{}/ready", gw.1)).starts_with("HTTP/1.1 200"));
+    // Bad configuration: exit 2 before binding anything.
+    let out = run(&["serve", "--listen", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn ticket_command_prints_a_ticket_the_emulator_accepts() {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let dir = tempfile::tempdir().unwrap();
+    let key = {
+        use rand::SeedableRng;
+        rsa::RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(9), 2048).unwrap()
+    };
+    let private = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let public = rsa::RsaPublicKey::from(&key)
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let key_file = file(
+        &dir,
+        "tcb_custom_login.json",
+        &serde_json::json!({ "private_key_id": "kid-7", "private_key": private, "env_id": "tix-env" }).to_string(),
+    );
+    let pub_file = file(&dir, "kid-7.pem", &public);
+
+    let out = run(&[
+        "ticket",
+        "--key-file",
+        &key_file,
+        "--uid",
+        "cli_user_1",
+        "--refresh-ms",
+        "60000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ticket = text(&out.stdout).trim().to_string();
+    assert!(
+        ticket.starts_with("kid-7/@@/eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9."),
+        "{ticket}"
+    );
+
+    let emu = start(cmd(&[
+        "emulator",
+        "--listen",
+        "127.0.0.1:0",
+        "--env",
+        "tix-env",
+        "--ticket-key",
+        &format!("kid-7={pub_file}"),
+    ]));
+    let answer = http_post(
+        &format!("{}/auth/v1/signin/custom?client_id=tix-env", emu.1),
+        &serde_json::json!({ "provider_id": "custom", "ticket": ticket }).to_string(),
+    );
+    assert!(answer.contains("\"token_type\":\"Bearer\""), "{answer}");
+
+    let bad_uid = run(&["ticket", "--key-file", &key_file, "--uid", "no"]);
+    assert_eq!(bad_uid.status.code(), Some(2));
+    let old = file(
+        &dir,
+        "old.json",
+        &serde_json::json!({ "private_key_id": "k", "private_key": "x" }).to_string(),
+    );
+    let out = run(&["ticket", "--key-file", &old, "--uid", "abcd"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("download the latest private key"));
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A minimal blocking HTTP/1.1 exchange; returns the whole response text.
+fn http(url: &str, method: &str, body: &str) -> String {
+    let u = url::Url::parse(url).unwrap();
+    let addr = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(&addr) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::yield_now(),
+            Err(e) => panic!("connect {addr}: {e}"),
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let path = match u.query() {
+        Some(q) => format!("{}?{}", u.path(), q),
+        None => u.path().to_string(),
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nx-device-id: cli-test-device-0001\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut out).unwrap();
+    out
+}
+
+fn http_get(url: &str) -> String {
+    http(url, "GET", "")
+}
+
+fn http_post(url: &str, body: &str) -> String {
+    http(url, "POST", body)
+}
