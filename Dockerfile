@@ -51,7 +51,7 @@ COPY --from=builder /build/target/release/cloudbase-gateway /usr/local/bin/cloud
 
 EXPOSE 4180
 ENV CLOUDBASE_GATEWAY_LISTEN=0.0.0.0:4180
-USER gateway
+USER 10001:10001
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
     CMD ["cloudbase-gateway", "healthcheck", "http://127.0.0.1:4180/ping"]

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
 use url::Url;
 
 use crate::secret::Secret;
@@ -19,7 +18,7 @@ use crate::secret::Secret;
 pub const ENV_PREFIX: &str = "CLOUDBASE_GATEWAY_";
 
 /// The validated configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Address the gateway listens on.
     pub listen: SocketAddr,
@@ -32,7 +31,7 @@ pub struct Config {
 }
 
 /// Where and how the gateway talks to CloudBase.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CloudBaseSettings {
     /// The CloudBase environment id.
     pub env_id: String,
@@ -45,12 +44,11 @@ pub struct CloudBaseSettings {
     /// Scheme, host and port of the auth API.
     pub api_origin: Url,
     /// Deadline for one CloudBase call, connect to last byte.
-    #[serde(serialize_with = "serialize_duration")]
     pub timeout: Duration,
 }
 
 /// Log output.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct LogSettings {
     /// `text` or `json`.
     pub format: LogFormat,
@@ -59,8 +57,7 @@ pub struct LogSettings {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -68,14 +65,47 @@ pub enum LogFormat {
     Json,
 }
 
-fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
-}
-
 impl Config {
-    /// The configuration as TOML with every secret replaced by `[redacted]`.
+    /// The configuration as TOML with every secret replaced by `[redacted]`, in the same flat
+    /// keys the file takes, so the output (secrets aside) can be used as a configuration file.
     pub fn redacted_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|_| "# could not render the configuration\n".into())
+        let mut t = toml::Table::new();
+        let mut put = |k: &str, v: String| {
+            t.insert(k.to_string(), toml::Value::String(v));
+        };
+        put("listen", self.listen.to_string());
+        put(
+            "public_url",
+            self.public_url.as_str().trim_end_matches('/').to_string(),
+        );
+        put("env_id", self.cloudbase.env_id.clone());
+        put("region", self.cloudbase.region.clone());
+        put("client_id", self.cloudbase.client_id.clone());
+        if let Some(secret) = &self.cloudbase.client_secret {
+            put("client_secret", secret.to_string());
+        }
+        put(
+            "api_origin",
+            self.cloudbase
+                .api_origin
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
+        );
+        put(
+            "cloudbase_timeout",
+            humantime::format_duration(self.cloudbase.timeout).to_string(),
+        );
+        put(
+            "log_format",
+            match self.log.format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+            .to_string(),
+        );
+        put("log_level", self.log.level.clone());
+        t.to_string()
     }
 
     /// A configuration for the given env with every other key at its default; used by `demo`
@@ -839,6 +869,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(empty_value.mentions("client_secret"), "{empty_value}");
+    }
+
+    #[test]
+    fn check_config_output_loads_back_to_the_same_configuration() {
+        let mut flags = minimal();
+        flags.push(("cloudbase_timeout", "1500ms".into()));
+        flags.push(("log_format", "json".into()));
+        let cfg = load(
+            None,
+            env(&[("CLOUDBASE_GATEWAY_REGION", "ap-beijing")]),
+            flags,
+        )
+        .unwrap();
+        let f = file(&cfg.redacted_toml());
+        let again = load(Some(f.path()), env(&[]), []).unwrap();
+        assert_eq!(again.redacted_toml(), cfg.redacted_toml());
+        assert_eq!(again.cloudbase.timeout, Duration::from_millis(1500));
+        assert_eq!(again.cloudbase.region, "ap-beijing");
+        assert_eq!(again.log.format, LogFormat::Json);
     }
 
     #[test]

@@ -99,8 +99,9 @@ struct EmulatorArgs {
     /// Refresh-token lifetime in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30 * 24 * 3600)]
     refresh_token_ttl: u64,
-    /// Custom-login public key: private_key_id=PUBLIC_PEM_FILE (repeatable).
-    #[arg(long = "ticket-key", value_name = "ID=PUBLIC_PEM_FILE")]
+    /// Custom-login key: private_key_id=PUBLIC_PEM_FILE, or the console's tcb_custom_login.json
+    /// (repeatable).
+    #[arg(long = "ticket-key", value_name = "ID=PUBLIC_PEM_FILE|KEY_JSON")]
     ticket_keys: Vec<String>,
     /// Extra provider id to accept besides wx_open, wx_mp, github and google (repeatable).
     #[arg(long = "provider", value_name = "ID")]

@@ -97,8 +97,8 @@ pub fn create_ticket(
     if !valid_uid(uid) {
         return Err(TicketError::BadUid);
     }
-    let signing = crate::emulator::keys::signing_key_from_pem(key.private_key.expose())
-        .ok_or(TicketError::BadKey)?;
+    let signing =
+        crate::jwt::signing_key_from_pem(key.private_key.expose()).ok_or(TicketError::BadKey)?;
     let payload = Payload {
         alg: "RS256",
         env,
@@ -109,8 +109,7 @@ pub fn create_ticket(
         expire: expire_ms.unwrap_or(now_ms + DEFAULT_EXPIRE_AFTER_MS),
     };
     let header = serde_json::json!({ "alg": "RS256", "typ": "JWT" });
-    let jwt = crate::emulator::keys::sign_rs256(&header, &payload, &signing)
-        .ok_or(TicketError::BadKey)?;
+    let jwt = crate::jwt::sign_rs256(&header, &payload, &signing).ok_or(TicketError::BadKey)?;
     Ok(format!("{}/@@/{}", key.private_key_id, jwt))
 }
 
@@ -155,9 +154,8 @@ mod tests {
             String::from_utf8(payload).unwrap(),
             r#"{"alg":"RS256","env":"test-env","iat":1758597487691,"exp":1758598087691,"uid":"user_0001","refresh":3600000,"expire":1759202287691}"#
         );
-        let verifying = crate::emulator::keys::verifying_key_from_pem(&public).unwrap();
-        let claims =
-            crate::emulator::keys::verify_rs256(jwt, &verifying).expect("signature verifies");
+        let verifying = crate::jwt::verifying_key_from_pem(&public).unwrap();
+        let claims = crate::jwt::verify_rs256(jwt, &verifying).expect("signature verifies");
         assert_eq!(claims["uid"], "user_0001");
     }
 

@@ -280,6 +280,30 @@ fn ticket_command_prints_a_ticket_the_emulator_accepts() {
     );
     assert!(answer.contains("\"token_type\":\"Bearer\""), "{answer}");
 
+    // The console's key file works directly as --ticket-key: id and public key come from it.
+    let emu_json = start(cmd(&[
+        "emulator",
+        "--listen",
+        "127.0.0.1:0",
+        "--env",
+        "tix-env",
+        "--ticket-key",
+        &key_file,
+    ]));
+    let answer = http_post(
+        &format!("{}/auth/v1/signin/custom?client_id=tix-env", emu_json.1),
+        &serde_json::json!({ "provider_id": "custom", "ticket": ticket }).to_string(),
+    );
+    assert!(answer.contains("\"token_type\":\"Bearer\""), "{answer}");
+    let foreign = http_post(
+        &format!("{}/auth/v1/signin/custom?client_id=tix-env", emu_json.1),
+        &serde_json::json!({ "provider_id": "custom", "ticket": ticket.replace("kid-7/", "kid-8/") }).to_string(),
+    );
+    assert!(
+        foreign.contains("\"error\":\"invalid_argument\""),
+        "{foreign}"
+    );
+
     let bad_uid = run(&["ticket", "--key-file", &key_file, "--uid", "no"]);
     assert_eq!(bad_uid.status.code(), Some(2));
     let old = file(

@@ -1352,6 +1352,25 @@ async fn faults_become_typed_errors() {
         "{e:?}"
     );
 
+    // A connection dropped mid-response.
+    env.post_json(
+        "/__emulator/faults",
+        json!({ "path": "/auth/v1/user/me", "drop": true }),
+    )
+    .await;
+    let e = env.client.user_me(&c, &Secret::new("t")).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CloudBaseError::Transport {
+                kind: TransportKind::Io,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.is_unavailable());
+
     // DELETE clears pending faults.
     env.post_json("/__emulator/faults", json!({ "times": 5 }))
         .await;
@@ -1463,6 +1482,16 @@ async fn emulator_accepts_sdk_style_bodies_and_always_answers_json() {
             "{path}: {json}"
         );
     }
+    // An oversized body still gets a JSON answer.
+    let mut resp = env
+        .http
+        .post(env.url("/auth/v1/signin"))
+        .send_body(vec![b' '; 300 * 1024])
+        .await
+        .unwrap();
+    let json: serde_json::Value = resp.json().await.expect("JSON for an oversized body");
+    assert_eq!(json["error"], "invalid_argument");
+
     assert_eq!(env.delete("/__emulator/requests").await, 200);
     assert_eq!(
         env.get_json("/__emulator/requests")

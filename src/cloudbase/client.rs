@@ -316,6 +316,13 @@ impl CloudBaseClient {
                     endpoint,
                     timeout: self.timeout,
                 },
+                // The pool reports a connection closed before the answer as "disconnected".
+                awc::error::SendRequestError::Connect(awc::error::ConnectError::Disconnected) => {
+                    CloudBaseError::Transport {
+                        endpoint,
+                        kind: TransportKind::Io,
+                    }
+                }
                 awc::error::SendRequestError::Connect(_) | awc::error::SendRequestError::Url(_) => {
                     CloudBaseError::Transport {
                         endpoint,

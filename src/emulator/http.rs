@@ -72,6 +72,30 @@ fn bad_page(message: &str) -> HttpResponse {
     )
 }
 
+/// Largest request body the emulator reads.
+const MAX_BODY: usize = 256 * 1024;
+
+/// Reads the whole body, up to [`MAX_BODY`]. Reading by hand (rather than through the `Bytes`
+/// extractor) keeps even an oversized or broken upload answered with CloudBase-style JSON.
+async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, EmuError> {
+    use futures_util::StreamExt;
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| EmuError::invalid_argument("request body could not be read"))?;
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(EmuError::invalid_argument("request body too large"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and parses a JSON object body.
+async fn json_body(payload: web::Payload) -> Result<Value, EmuError> {
+    parse_body(&read_body(payload).await?)
+}
+
 /// Parses a body as JSON whatever the Content-Type (the SDK sends `text/plain`); empty is `{}`.
 fn parse_body(bytes: &[u8]) -> Result<Value, EmuError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -129,11 +153,23 @@ fn origin(req: &HttpRequest) -> String {
     format!("{}://{}", info.scheme(), info.host())
 }
 
-async fn auth(req: HttpRequest, body: web::Bytes, emu: web::Data<Emulator>) -> HttpResponse {
+async fn auth(req: HttpRequest, payload: web::Payload, emu: web::Data<Emulator>) -> HttpResponse {
     record(&emu, &req);
     if let Some(fault) = emu.take_fault(req.path()) {
         if !fault.delay.is_zero() {
             tokio::time::sleep(fault.delay).await;
+        }
+        if fault.drop {
+            // The body fails before its first byte: actix closes the connection without an
+            // answer, as a crashing load balancer would.
+            let broken = futures_util::stream::once(async {
+                Err::<web::Bytes, actix_web::Error>(actix_web::error::ErrorServiceUnavailable(
+                    "dropped",
+                ))
+            });
+            return HttpResponse::Ok()
+                .content_type("application/json")
+                .streaming(broken);
         }
         if let Some((status, body, is_json)) = fault.answer {
             let status = actix_web::http::StatusCode::from_u16(status)
@@ -146,7 +182,7 @@ async fn auth(req: HttpRequest, body: web::Bytes, emu: web::Data<Emulator>) -> H
             return HttpResponse::build(status).content_type(ct).body(body);
         }
     }
-    let body = match parse_body(&body) {
+    let body = match json_body(payload).await {
         Ok(v) => v,
         Err(e) => return error_response(&e),
     };
@@ -191,8 +227,8 @@ struct SettingsBody {
     signup_enabled: Option<bool>,
 }
 
-async fn settings(body: web::Bytes, emu: web::Data<Emulator>) -> HttpResponse {
-    let parsed = parse_body(&body).and_then(|v| {
+async fn settings(payload: web::Payload, emu: web::Data<Emulator>) -> HttpResponse {
+    let parsed = json_body(payload).await.and_then(|v| {
         serde_json::from_value::<SettingsBody>(v).map_err(|_| {
             EmuError::invalid_argument(
                 "expected {captcha_required?, anonymous_enabled?, signup_enabled?} booleans",
@@ -212,8 +248,8 @@ async fn get_settings(emu: web::Data<Emulator>) -> HttpResponse {
     json_response(200, &json!(emu.settings()))
 }
 
-async fn add_fault(body: web::Bytes, emu: web::Data<Emulator>) -> HttpResponse {
-    let parsed = parse_body(&body).and_then(|v| {
+async fn add_fault(payload: web::Payload, emu: web::Data<Emulator>) -> HttpResponse {
+    let parsed = json_body(payload).await.and_then(|v| {
         serde_json::from_value::<Fault>(v).map_err(|_| {
             EmuError::invalid_argument(
                 "expected {path?, error?, error_code?, status?, delay_ms?, raw_body?, times?}",
@@ -258,8 +294,8 @@ struct ClockBody {
     advance_secs: u64,
 }
 
-async fn clock(body: web::Bytes, emu: web::Data<Emulator>) -> HttpResponse {
-    let parsed = parse_body(&body).and_then(|v| {
+async fn clock(payload: web::Payload, emu: web::Data<Emulator>) -> HttpResponse {
+    let parsed = json_body(payload).await.and_then(|v| {
         serde_json::from_value::<ClockBody>(v)
             .map_err(|_| EmuError::invalid_argument("expected {\"advance_secs\": N}"))
     });

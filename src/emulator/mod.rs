@@ -31,15 +31,35 @@ pub fn read_users_file(path: &Path) -> Result<Vec<SeedUser>, String> {
     Ok(file.users)
 }
 
-/// Parses `ID=PUBLIC_PEM_FILE` and reads the key.
+/// Reads a ticket key given as `ID=PUBLIC_PEM_FILE`, or as the console's
+/// `tcb_custom_login.json` (`FILE` or `ID=FILE`; the id defaults to its `private_key_id` and the
+/// public key is derived from its private key). Returns the id and the PEM.
 pub fn read_ticket_key(spec: &str) -> Result<(String, String), String> {
-    let (id, file) = spec
-        .split_once('=')
-        .filter(|(id, f)| !id.is_empty() && !f.is_empty())
-        .ok_or_else(|| format!("--ticket-key {spec:?}: expected ID=PUBLIC_PEM_FILE"))?;
-    let pem = std::fs::read_to_string(file)
-        .map_err(|e| format!("--ticket-key {id}: cannot read {file}: {}", e.kind()))?;
-    Ok((id.to_string(), pem))
+    let (id, file) = match spec.split_once('=') {
+        Some((id, f)) if !id.is_empty() && !f.is_empty() => (Some(id), f),
+        _ => (None, spec),
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("--ticket-key {spec}: cannot read {file}: {}", e.kind()))?;
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+        let pem = json
+            .get("private_key")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| format!("--ticket-key {spec}: JSON without private_key (expected tcb_custom_login.json)"))?;
+        let id = id
+            .map(str::to_string)
+            .or_else(|| {
+                json.get("private_key_id")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| format!("--ticket-key {spec}: no private_key_id"))?;
+        return Ok((id, pem.to_string()));
+    }
+    let id = id.ok_or_else(|| {
+        format!("--ticket-key {spec}: expected ID=PUBLIC_PEM_FILE or a tcb_custom_login.json")
+    })?;
+    Ok((id.to_string(), text))
 }
 
 /// A running emulator server.

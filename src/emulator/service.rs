@@ -12,9 +12,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::EmuError;
-use super::keys::{verify_rs256, TokenSigner};
+use super::keys::TokenSigner;
 use crate::clock::{Clock, OffsetClock};
 use crate::entropy::SharedEntropy;
+use crate::jwt::verify_rs256;
 
 /// A verification code is valid this long (spec §4.2).
 pub const CODE_TTL: u64 = 600;
@@ -242,6 +243,9 @@ pub struct Fault {
     /// Answer this raw text instead of JSON (an undecodable body).
     #[serde(default)]
     pub raw_body: Option<String>,
+    /// Close the connection in the middle of the response (after the delay, if any).
+    #[serde(default)]
+    pub drop: Option<bool>,
     /// How many calls it affects (default 1).
     #[serde(default)]
     pub times: Option<u32>,
@@ -252,6 +256,8 @@ pub struct Fault {
 pub struct FaultAction {
     /// Wait first.
     pub delay: Duration,
+    /// Then break the connection instead of answering.
+    pub drop: bool,
     /// Then answer this instead of handling the call: status and body (JSON or raw).
     pub answer: Option<(u16, String, bool)>,
 }
@@ -308,7 +314,8 @@ pub struct EmulatorOptions {
     pub access_token_ttl: u64,
     /// Refresh-token lifetime, seconds (default 30 days).
     pub refresh_token_ttl: u64,
-    /// `private_key_id` → PEM public key, for custom-login tickets.
+    /// `private_key_id` → PEM key (public, or the private key of `tcb_custom_login.json`), for
+    /// custom-login tickets.
     pub ticket_keys: Vec<(String, String)>,
     /// Provider ids the environment has configured (besides `custom`).
     pub providers: Vec<String>,
@@ -356,10 +363,8 @@ pub enum SetupError {
         /// What is wrong.
         message: String,
     },
-    /// A ticket key is not an RSA public key in PEM.
-    #[error(
-        "ticket key {0}: not an RSA public key in PEM (BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY)"
-    )]
+    /// A ticket key is not an RSA key in PEM.
+    #[error("ticket key {0}: not an RSA key in PEM")]
     TicketKey(String),
 }
 
@@ -442,14 +447,15 @@ impl Emulator {
     /// Builds an emulator with its own signing key.
     ///
     /// Fails when a seed user has no way to sign in, duplicates another, or a ticket key is
-    /// not an RSA public key.
+    /// not an RSA key.
     pub fn new(opts: EmulatorOptions, entropy: SharedEntropy) -> Result<Self, SetupError> {
         let mut seed = [0u8; 32];
         entropy.fill(&mut seed);
         let signer = TokenSigner::generate(seed, uuid_like(&*entropy));
         let mut ticket_keys = HashMap::new();
         for (id, pem) in &opts.ticket_keys {
-            let key = super::keys::verifying_key_from_pem(pem)
+            let key = crate::jwt::verifying_key_from_pem(pem)
+                .or_else(|| crate::jwt::verifying_key_from_private_pem(pem))
                 .ok_or_else(|| SetupError::TicketKey(id.clone()))?;
             ticket_keys.insert(id.clone(), key);
         }
@@ -682,7 +688,10 @@ impl Emulator {
             st.faults[idx].times = Some(left);
         }
         let delay = Duration::from_millis(f.delay_ms.unwrap_or(0));
-        let answer = if let Some(raw) = f.raw_body {
+        let drop = f.drop.unwrap_or(false);
+        let answer = if drop {
+            None
+        } else if let Some(raw) = f.raw_body {
             Some((f.status.unwrap_or(502), raw, false))
         } else if f.error.is_some() || delay.is_zero() {
             let error = f.error.unwrap_or_else(|| "unavailable".into());
@@ -695,7 +704,11 @@ impl Emulator {
         } else {
             None
         };
-        Some(FaultAction { delay, answer })
+        Some(FaultAction {
+            delay,
+            drop,
+            answer,
+        })
     }
 
     /// The pending redirect captcha `id`, if it is still valid.
