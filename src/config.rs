@@ -206,6 +206,18 @@ pub enum Source {
     Flag,
 }
 
+impl Source {
+    /// Precedence: a higher rank overrides a lower one.
+    fn rank(&self) -> u8 {
+        match self {
+            Source::Default => 0,
+            Source::File(_) => 1,
+            Source::Env => 2,
+            Source::Flag => 3,
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -294,6 +306,17 @@ impl Collector {
     /// one), or a problem when it is not.
     fn set(&mut self, key: &str, value: String, source: Source) {
         if known_key(key) {
+            // `x` and `x_file` are one setting: a later source replaces either spelling from an
+            // earlier one (both in the same source is reported by `secret`).
+            if let Some(sibling) = secret_sibling(key) {
+                if self
+                    .values
+                    .get(&sibling)
+                    .is_some_and(|v| v.source.rank() < source.rank())
+                {
+                    self.values.remove(&sibling);
+                }
+            }
             self.values
                 .insert(key.to_string(), RawValue { value, source });
         } else {
@@ -311,6 +334,19 @@ impl Collector {
     fn take(&mut self, key: &str) -> Option<RawValue> {
         self.values.remove(key)
     }
+}
+
+/// For a secret key, its `_file` spelling, and the other way round.
+fn secret_sibling(key: &str) -> Option<String> {
+    KEYS.iter().filter(|k| k.secret).find_map(|k| {
+        if key == k.key {
+            Some(format!("{}_file", k.key))
+        } else if key.strip_suffix("_file") == Some(k.key) {
+            Some(k.key.to_string())
+        } else {
+            None
+        }
+    })
 }
 
 fn known_key(key: &str) -> bool {
@@ -597,6 +633,13 @@ fn secret(c: &mut Collector, key: &str) -> Option<Secret> {
                     "must not be empty (leave it unset instead)",
                 );
                 None
+            } else if v.value == "[redacted]" {
+                c.problem(
+                    key,
+                    Some(v.source),
+                    "is the placeholder check-config prints: put the real secret here, or use the _file variant",
+                );
+                None
             } else {
                 Some(Secret::new(v.value))
             }
@@ -827,6 +870,30 @@ mod tests {
         let shown = cfg.redacted_toml();
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("client_secret = \"[redacted]\""), "{shown}");
+
+        // A later source replaces the other spelling from an earlier source.
+        let f = file("env_id = \"e\"\npublic_url = \"https://a.example.com\"\nclient_secret = \"from-file\"\n");
+        let cfg = load(
+            Some(f.path()),
+            env(&[(
+                "CLOUDBASE_GATEWAY_CLIENT_SECRET_FILE",
+                secret_file.path().to_str().unwrap(),
+            )]),
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.cloudbase.client_secret.unwrap().expose(),
+            "s3cr3t-value"
+        );
+
+        let placeholder = load(
+            None,
+            env(&[("CLOUDBASE_GATEWAY_CLIENT_SECRET", "[redacted]")]),
+            minimal(),
+        )
+        .unwrap_err();
+        assert!(placeholder.mentions("client_secret"), "{placeholder}");
 
         let both = load(
             None,

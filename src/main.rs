@@ -78,8 +78,39 @@ impl ConfigArgs {
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
         .collect::<Vec<_>>();
-        config::load(self.config.as_deref(), std::env::vars(), flags)
+        let mut problems = Vec::new();
+        let env = process_env(&mut problems);
+        match config::load(self.config.as_deref(), env, flags) {
+            Ok(cfg) if problems.is_empty() => Ok(cfg),
+            Ok(_) => Err(config::ConfigErrors(problems)),
+            Err(mut errors) => {
+                errors.0.extend(problems);
+                Err(errors)
+            }
+        }
     }
+}
+
+/// The environment as UTF-8 pairs. Other programs' variables that are not UTF-8 are skipped
+/// (`std::env::vars` would panic on them); one of ours that is not UTF-8 is a problem.
+fn process_env(problems: &mut Vec<config::ConfigProblem>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        match v.into_string() {
+            Ok(v) => out.push((k.to_string(), v)),
+            Err(_) => {
+                if let Some(rest) = k.strip_prefix(config::ENV_PREFIX) {
+                    problems.push(config::ConfigProblem {
+                        key: rest.to_ascii_lowercase(),
+                        source: Some(config::Source::Env),
+                        message: "is not valid UTF-8".into(),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 #[derive(Args)]

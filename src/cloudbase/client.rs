@@ -18,8 +18,24 @@ use crate::secret::{expose, Secret};
 /// Largest response body accepted from CloudBase. Token responses are a few KiB.
 const MAX_BODY: usize = 1 << 20;
 
+/// Characters escaped in a path segment: everything but the unreserved set, so a provider id
+/// such as `wx_open` goes out as the SDK sends it.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// What the client sends as `X-SDK-Version`; the official SDK sends `@cloudbase/js-sdk/{v}`.
 const SDK_VERSION: &str = concat!("cloudbase-gateway/", env!("CARGO_PKG_VERSION"));
+
+/// `Authorization: Basic base64(client_id:client_secret)`, as the SDK sends it (the secret is
+/// empty for browser apps, giving e.g. `Basic dGVzdC1lbnY6` for `test-env`).
+fn basic_auth(client_id: &str, client_secret: &str) -> String {
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
+    format!("Basic {encoded}")
+}
 
 /// Per-call context: what ties a call to one browser session.
 #[derive(Debug, Clone, Default)]
@@ -246,12 +262,19 @@ impl CloudBaseClient {
             .unwrap_or_else(|| self.entropy.hex_id());
         tracing::Span::current().record("request_id", request_id.as_str());
 
-        let mut url = url::Url::parse(&format!("{}{}", self.origin, path)).map_err(|_| {
-            CloudBaseError::Transport {
-                endpoint,
-                kind: TransportKind::Connect,
-            }
-        })?;
+        let transport = |kind| CloudBaseError::Transport {
+            endpoint,
+            kind,
+            request_id: request_id.clone(),
+        };
+        let timed_out = || CloudBaseError::Timeout {
+            endpoint,
+            timeout: self.timeout,
+            request_id: request_id.clone(),
+        };
+
+        let mut url = url::Url::parse(&format!("{}{}", self.origin, path))
+            .map_err(|_| transport(TransportKind::Connect))?;
         {
             let mut pairs = url.query_pairs_mut();
             for (k, v) in query {
@@ -274,7 +297,6 @@ impl CloudBaseClient {
         let mut req = self
             .http
             .request(method, url.as_str())
-            .insert_header(("x-device-id", ctx.device_id.as_str()))
             .insert_header(("x-request-id", request_id.as_str()))
             .insert_header(("x-sdk-version", SDK_VERSION))
             .insert_header((
@@ -282,18 +304,21 @@ impl CloudBaseClient {
                 ctx.language.as_deref().unwrap_or("zh-CN"),
             ))
             .insert_header(("accept", "application/json"));
+        // An empty header would be a lie; without one CloudBase answers invalid_argument where
+        // a device id is required.
+        if !ctx.device_id.is_empty() {
+            req = req.insert_header(("x-device-id", ctx.device_id.as_str()));
+        }
         match auth {
             Auth::None => {}
             Auth::Bearer(token) => {
                 req = req.insert_header(("authorization", format!("Bearer {}", token.expose())));
             }
             Auth::Basic => {
-                let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-                    "{}:{}",
-                    self.client_id,
-                    self.secret_str()
+                req = req.insert_header((
+                    "authorization",
+                    basic_auth(&self.client_id, self.secret_str()),
                 ));
-                req = req.insert_header(("authorization", format!("Basic {basic}")));
             }
         }
 
@@ -301,61 +326,38 @@ impl CloudBaseClient {
         let exchange = async {
             let sent = match body {
                 Some(b) => {
-                    let bytes = serde_json::to_vec(b).map_err(|_| CloudBaseError::Transport {
-                        endpoint,
-                        kind: TransportKind::Io,
-                    })?;
+                    let bytes = serde_json::to_vec(b).map_err(|_| transport(TransportKind::Io))?;
                     req.insert_header(("content-type", "application/json"))
                         .send_body(bytes)
                         .await
                 }
                 None => req.send().await,
             };
+            use awc::error::{ConnectError, SendRequestError};
             let mut resp = sent.map_err(|e| match e {
-                awc::error::SendRequestError::Timeout => CloudBaseError::Timeout {
-                    endpoint,
-                    timeout: self.timeout,
-                },
+                SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+                    timed_out()
+                }
                 // The pool reports a connection closed before the answer as "disconnected".
-                awc::error::SendRequestError::Connect(awc::error::ConnectError::Disconnected) => {
-                    CloudBaseError::Transport {
-                        endpoint,
-                        kind: TransportKind::Io,
-                    }
+                SendRequestError::Connect(ConnectError::Disconnected) => {
+                    transport(TransportKind::Io)
                 }
-                awc::error::SendRequestError::Connect(_) | awc::error::SendRequestError::Url(_) => {
-                    CloudBaseError::Transport {
-                        endpoint,
-                        kind: TransportKind::Connect,
-                    }
+                SendRequestError::Connect(_) | SendRequestError::Url(_) => {
+                    transport(TransportKind::Connect)
                 }
-                _ => CloudBaseError::Transport {
-                    endpoint,
-                    kind: TransportKind::Io,
-                },
+                _ => transport(TransportKind::Io),
             })?;
             let status = resp.status().as_u16();
             let bytes = resp.body().limit(MAX_BODY).await.map_err(|e| match e {
-                awc::error::PayloadError::Overflow => CloudBaseError::Transport {
-                    endpoint,
-                    kind: TransportKind::TooLarge,
-                },
-                _ => CloudBaseError::Transport {
-                    endpoint,
-                    kind: TransportKind::Io,
-                },
+                awc::error::PayloadError::Overflow => transport(TransportKind::TooLarge),
+                _ => transport(TransportKind::Io),
             })?;
             Ok::<_, CloudBaseError>((status, bytes))
         };
         // awc's own timeout covers sending and headers; this one also covers the body.
         let (status, bytes) = match tokio::time::timeout(self.timeout, exchange).await {
             Ok(r) => r?,
-            Err(_) => {
-                return Err(CloudBaseError::Timeout {
-                    endpoint,
-                    timeout: self.timeout,
-                })
-            }
+            Err(_) => return Err(timed_out()),
         };
         tracing::Span::current().record("status", status);
         let result = parse_response(endpoint, status, &bytes, &request_id);
@@ -794,7 +796,7 @@ impl CloudBaseClient {
     ) -> Result<(), CloudBaseError> {
         let path = format!(
             "/auth/v1/user/provider/{}",
-            percent_encoding::utf8_percent_encode(provider_id, percent_encoding::NON_ALPHANUMERIC)
+            percent_encoding::utf8_percent_encode(provider_id, PATH_SEGMENT)
         );
         let _: Ignored = self
             .call::<Empty, _>(
@@ -895,5 +897,54 @@ impl CloudBaseClient {
             )
             .await?;
         Ok(body.exist)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_matches_the_sdk() {
+        assert_eq!(basic_auth("test-env", ""), "Basic dGVzdC1lbnY6");
+        assert_eq!(basic_auth("cid", "sec"), "Basic Y2lkOnNlYw==");
+    }
+
+    #[test]
+    fn bodies_are_exactly_what_the_sdk_sends() {
+        let rt = Secret::new("m.rt");
+        let refresh = RefreshBody {
+            client_id: "test-env",
+            client_secret: "",
+            grant_type: "refresh_token",
+            refresh_token: &rt,
+        };
+        assert_eq!(
+            serde_json::to_string(&refresh).unwrap(),
+            r#"{"client_id":"test-env","client_secret":"","grant_type":"refresh_token","refresh_token":"m.rt"}"#
+        );
+        let at = Secret::new("at");
+        assert_eq!(
+            serde_json::to_string(&TokenBody { token: &at }).unwrap(),
+            r#"{"token":"at"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&CaptchaDataBody {
+                state: "POST:/v1/verification",
+                redirect_uri: ""
+            })
+            .unwrap(),
+            r#"{"state":"POST:/v1/verification","redirect_uri":""}"#
+        );
+        assert_eq!(serde_json::to_string(&Empty {}).unwrap(), "{}");
+        let ticket = Secret::new("k/@@/jwt");
+        assert_eq!(
+            serde_json::to_string(&SignInCustomBody {
+                provider_id: "custom",
+                ticket: &ticket
+            })
+            .unwrap(),
+            r#"{"provider_id":"custom","ticket":"k/@@/jwt"}"#
+        );
     }
 }

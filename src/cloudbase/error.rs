@@ -56,6 +56,8 @@ pub enum CloudBaseError {
         endpoint: &'static str,
         /// What failed.
         kind: TransportKind,
+        /// The `x-request-id` of the call.
+        request_id: String,
     },
     /// No complete answer within the configured deadline.
     #[error("CloudBase did not answer {endpoint} within {timeout:?}")]
@@ -64,6 +66,8 @@ pub enum CloudBaseError {
         endpoint: &'static str,
         /// The deadline.
         timeout: Duration,
+        /// The `x-request-id` of the call.
+        request_id: String,
     },
     /// An answer that is not the JSON expected.
     #[error("CloudBase answered {endpoint} with an undecodable body (HTTP {status})")]
@@ -118,6 +122,16 @@ impl CloudBaseError {
         }
     }
 
+    /// The `x-request-id` the call was sent with, for correlating with CloudBase's logs.
+    pub fn request_id(&self) -> &str {
+        match self {
+            CloudBaseError::Transport { request_id, .. }
+            | CloudBaseError::Timeout { request_id, .. }
+            | CloudBaseError::Decode { request_id, .. } => request_id,
+            CloudBaseError::Api(e) => &e.request_id,
+        }
+    }
+
     /// The endpoint the error came from.
     pub fn endpoint(&self) -> &'static str {
         match self {
@@ -148,8 +162,10 @@ fn text_of(v: Option<&serde_json::Value>) -> String {
 }
 
 /// Turns a response body into `T` or a [`CloudBaseError`], reading it as the official SDK
-/// does: the status is ignored and the body decides. A truthy `error`, a truthy `error_code`,
-/// or a truthy `code` in a success-shaped body is an error. An empty body counts as `{}`.
+/// does: a truthy `error`, a truthy `error_code`, or a truthy `code` is an error whatever the
+/// status. Otherwise only a 2xx answer is a success (an empty 2xx body counts as `{}`); any
+/// other status without error fields is undecodable (the SDK counts an empty body as a network
+/// failure).
 ///
 /// Fails with [`CloudBaseError::Decode`] when the body is not JSON or not of `T`'s shape.
 pub fn parse_response<T: DeserializeOwned>(
@@ -163,7 +179,11 @@ pub fn parse_response<T: DeserializeOwned>(
         status,
         request_id: request_id.to_string(),
     };
+    let success = (200..300).contains(&status);
     let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        if !success {
+            return Err(decode());
+        }
         serde_json::Value::Object(Default::default())
     } else {
         serde_json::from_slice(body).map_err(|_| decode())?
@@ -204,7 +224,8 @@ pub fn parse_response<T: DeserializeOwned>(
                 retry_after,
             })));
         }
-    } else if !(200..300).contains(&status) {
+    }
+    if !success {
         return Err(decode());
     }
     serde_json::from_value(value).map_err(|_| decode())
@@ -229,8 +250,13 @@ mod tests {
             parse(200, r#"{"a":1,"extra":true}"#).unwrap(),
             Thing { a: 1 }
         );
-        // The status is ignored when the body is a success body, as the SDK does.
-        assert_eq!(parse(500, r#"{"a":2}"#).unwrap(), Thing { a: 2 });
+        assert_eq!(parse(201, r#"{"a":2}"#).unwrap(), Thing { a: 2 });
+        // Stricter than the SDK: a failed status without error fields is never a success, so a
+        // call whose answer is ignored (revoke, reset…) cannot pass when a proxy answered 5xx.
+        assert!(matches!(
+            parse(500, r#"{"a":2}"#),
+            Err(CloudBaseError::Decode { status: 500, .. })
+        ));
     }
 
     #[test]
@@ -291,9 +317,17 @@ mod tests {
 
     #[test]
     fn empty_body_is_an_empty_object() {
-        #[derive(serde::Deserialize)]
+        #[derive(Debug, serde::Deserialize)]
         struct Empty {}
         assert!(parse_response::<Empty>("/x", 200, b"", "r").is_ok());
+        // Regression: an empty 502/503 is not a success for calls whose answer is ignored.
+        for status in [404, 500, 502, 503] {
+            let e = parse_response::<Empty>("/x", status, b"", "r").unwrap_err();
+            assert!(matches!(e, CloudBaseError::Decode { .. }), "{status}");
+            assert!(e.is_unavailable());
+        }
+        // A non-2xx answer with a JSON body but no error fields is not a success either.
+        assert!(parse_response::<Empty>("/x", 503, b"{}", "r").is_err());
         assert!(parse_response::<Empty>("/x", 200, b"{}", "r").is_ok());
         // A falsy error is not an error.
         assert!(parse_response::<Empty>("/x", 200, br#"{"error":"","code":0}"#, "r").is_ok());
@@ -306,8 +340,10 @@ mod tests {
         let t = CloudBaseError::Timeout {
             endpoint: "/x",
             timeout: Duration::from_secs(1),
+            request_id: "rid-1".into(),
         };
         assert!(t.is_unavailable());
         assert_eq!(t.endpoint(), "/x");
+        assert_eq!(t.request_id(), "rid-1");
     }
 }

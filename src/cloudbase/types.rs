@@ -42,9 +42,14 @@ impl Credentials {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct GroupRef {
     /// Group id.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub id: String,
-    /// When the membership ends, if it does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When the membership ends, if it does (CloudBase's own format, kept as text).
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires_at: Option<String>,
 }
 
@@ -52,46 +57,124 @@ pub struct GroupRef {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct LinkedProvider {
     /// Provider id, e.g. `wx_open`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub id: String,
     /// The user's id at the provider.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub provider_user_id: String,
     /// Display name at the provider.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub name: String,
 }
 
-/// `GET /auth/v1/user/me` (spec §5.19).
+/// `GET /auth/v1/user/me` (spec §5.19). Parsed leniently: the real service's field types are
+/// partly undocumented (spec §14), so `null`, numbers and strings are all accepted where text
+/// is expected, and an unexpected shape never fails the whole profile.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
 pub struct UserProfile {
     /// User id.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub sub: String,
     /// Display name.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub name: String,
     /// Avatar URL.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub picture: String,
     /// User name.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub username: String,
     /// E-mail address.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub email: String,
     /// Whether the e-mail was verified.
+    #[serde(default, deserialize_with = "lenient::boolean")]
     pub email_verified: bool,
     /// Phone number, `+86 138…` form.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub phone_number: String,
     /// `MALE`, `FEMALE` or `UNKNOWN`.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub gender: String,
-    /// Group memberships.
+    /// Group memberships (plain ids are accepted too).
+    #[serde(default, deserialize_with = "lenient::groups")]
     pub groups: Vec<GroupRef>,
     /// Linked identities.
+    #[serde(default, deserialize_with = "lenient::list")]
     pub providers: Vec<LinkedProvider>,
     /// `ACTIVE`, `BLOCKED`, `PENDING`.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub status: String,
     /// Whether a password is set.
+    #[serde(default, deserialize_with = "lenient::boolean")]
     pub has_password: bool,
     /// Creation time as CloudBase reports it.
+    #[serde(default, deserialize_with = "lenient::string")]
     pub created_at: String,
+}
+
+/// Lenient field parsers for answers whose exact types CloudBase does not document.
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    fn text(v: Value) -> String {
+        match v {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Value::deserialize(d).map(text)
+    }
+
+    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(Some(text(Value::deserialize(d)?)).filter(|s| !s.is_empty()))
+    }
+
+    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Bool(b) => b,
+            Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+            Value::String(s) => matches!(s.as_str(), "true" | "1" | "SET"),
+            _ => false,
+        })
+    }
+
+    /// A list whose unreadable items are skipped; `null` is empty.
+    pub fn list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// Groups as `[{id}]` or as plain ids.
+    pub fn groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<super::GroupRef>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::String(id) => Some(super::GroupRef {
+                        id,
+                        expires_at: None,
+                    }),
+                    other => serde_json::from_value(other).ok(),
+                })
+                .filter(|g: &super::GroupRef| !g.id.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
 }
 
 /// The contact a code is sent to, or that an account is bound to.
@@ -441,6 +524,25 @@ pub struct SignOutResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_parse_leniently() {
+        let p: UserProfile = serde_json::from_str(
+            r#"{"sub":"u1","name":null,"created_at":1700000000,"email_verified":null,
+                "groups":["admin",{"id":"staff","expires_at":1800000000},{"bad":1}],
+                "providers":null,"has_password":"SET","password":"SET"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.sub, "u1");
+        assert_eq!(p.name, "");
+        assert_eq!(p.created_at, "1700000000");
+        assert!(!p.email_verified);
+        assert!(p.has_password);
+        assert_eq!(p.groups.len(), 2, "an entry without an id is dropped");
+        assert_eq!(p.groups[0].id, "admin");
+        assert_eq!(p.groups[1].expires_at.as_deref(), Some("1800000000"));
+        assert!(p.providers.is_empty());
+    }
 
     #[test]
     fn phone_numbers_are_formatted_like_the_sdk() {

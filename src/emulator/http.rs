@@ -72,18 +72,20 @@ fn bad_page(message: &str) -> HttpResponse {
     )
 }
 
-/// Largest request body the emulator reads.
+/// Largest `/auth/...` request body the emulator reads.
 const MAX_BODY: usize = 256 * 1024;
+/// Largest test-hook body (a fault's `raw_body` may be big on purpose).
+const MAX_HOOK_BODY: usize = 8 << 20;
 
 /// Reads the whole body, up to [`MAX_BODY`]. Reading by hand (rather than through the `Bytes`
 /// extractor) keeps even an oversized or broken upload answered with CloudBase-style JSON.
-async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, EmuError> {
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, EmuError> {
     use futures_util::StreamExt;
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|_| EmuError::invalid_argument("request body could not be read"))?;
-        if buf.len() + chunk.len() > MAX_BODY {
+        if buf.len() + chunk.len() > limit {
             return Err(EmuError::invalid_argument("request body too large"));
         }
         buf.extend_from_slice(&chunk);
@@ -91,9 +93,9 @@ async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, EmuError> {
     Ok(buf.freeze())
 }
 
-/// Reads and parses a JSON object body.
-async fn json_body(payload: web::Payload) -> Result<Value, EmuError> {
-    parse_body(&read_body(payload).await?)
+/// Reads and parses a JSON object body of at most `limit` bytes.
+async fn json_body(payload: web::Payload, limit: usize) -> Result<Value, EmuError> {
+    parse_body(&read_body(payload, limit).await?)
 }
 
 /// Parses a body as JSON whatever the Content-Type (the SDK sends `text/plain`); empty is `{}`.
@@ -148,13 +150,53 @@ fn record(emu: &Emulator, req: &HttpRequest) {
     });
 }
 
+/// The emulator's own origin as the caller addressed it. Only the Host header counts:
+/// `Forwarded` / `X-Forwarded-*` from a caller must not steer where its pages point.
 fn origin(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    let host = header_str(req.headers(), "host")
+        .map(str::to_string)
+        .unwrap_or_else(|| req.app_config().host().to_string());
+    format!("http://{host}")
+}
+
+/// CORS for the browser build of the SDK, which sends `x-device-id`, `x-request-id` and
+/// friends cross-origin: every origin is allowed (this is a local test double).
+fn with_cors(req: &HttpRequest, mut resp: HttpResponse) -> HttpResponse {
+    if let Some(origin) = req.headers().get(header::ORIGIN).cloned() {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    resp
+}
+
+fn preflight(req: &HttpRequest) -> HttpResponse {
+    let mut resp = HttpResponse::NoContent();
+    resp.insert_header((
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        "GET, POST, PATCH, DELETE, OPTIONS",
+    ))
+    .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"));
+    if let Some(requested) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        resp.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone()));
+    }
+    with_cors(req, resp.finish())
 }
 
 async fn auth(req: HttpRequest, payload: web::Payload, emu: web::Data<Emulator>) -> HttpResponse {
-    record(&emu, &req);
+    if req.method() == actix_web::http::Method::OPTIONS {
+        return preflight(&req);
+    }
+    let resp = answer(&req, payload, &emu).await;
+    with_cors(&req, resp)
+}
+
+async fn answer(req: &HttpRequest, payload: web::Payload, emu: &Emulator) -> HttpResponse {
+    record(emu, req);
     if let Some(fault) = emu.take_fault(req.path()) {
         if !fault.delay.is_zero() {
             tokio::time::sleep(fault.delay).await;
@@ -182,7 +224,7 @@ async fn auth(req: HttpRequest, payload: web::Payload, emu: web::Data<Emulator>)
             return HttpResponse::build(status).content_type(ct).body(body);
         }
     }
-    let body = match json_body(payload).await {
+    let body = match json_body(payload, MAX_BODY).await {
         Ok(v) => v,
         Err(e) => return error_response(&e),
     };
@@ -207,7 +249,7 @@ async fn auth(req: HttpRequest, payload: web::Payload, emu: web::Data<Emulator>)
         captcha_token,
         query,
         body,
-        origin: origin(&req),
+        origin: origin(req),
     };
     match emu.handle(req.method().as_str(), req.path(), &call) {
         Ok(v) => json_response(200, &v),
@@ -228,7 +270,7 @@ struct SettingsBody {
 }
 
 async fn settings(payload: web::Payload, emu: web::Data<Emulator>) -> HttpResponse {
-    let parsed = json_body(payload).await.and_then(|v| {
+    let parsed = json_body(payload, MAX_HOOK_BODY).await.and_then(|v| {
         serde_json::from_value::<SettingsBody>(v).map_err(|_| {
             EmuError::invalid_argument(
                 "expected {captcha_required?, anonymous_enabled?, signup_enabled?} booleans",
@@ -249,7 +291,7 @@ async fn get_settings(emu: web::Data<Emulator>) -> HttpResponse {
 }
 
 async fn add_fault(payload: web::Payload, emu: web::Data<Emulator>) -> HttpResponse {
-    let parsed = json_body(payload).await.and_then(|v| {
+    let parsed = json_body(payload, MAX_HOOK_BODY).await.and_then(|v| {
         serde_json::from_value::<Fault>(v).map_err(|_| {
             EmuError::invalid_argument(
                 "expected {path?, error?, error_code?, status?, delay_ms?, raw_body?, times?}",
@@ -258,9 +300,8 @@ async fn add_fault(payload: web::Payload, emu: web::Data<Emulator>) -> HttpRespo
     });
     match parsed {
         Ok(f) => {
-            let echo = json!(f);
-            emu.add_fault(f);
-            json_response(200, &echo)
+            let pending = emu.add_fault(f);
+            json_response(200, &json!({ "pending": pending }))
         }
         Err(e) => error_response(&e),
     }
@@ -295,11 +336,17 @@ struct ClockBody {
 }
 
 async fn clock(payload: web::Payload, emu: web::Data<Emulator>) -> HttpResponse {
-    let parsed = json_body(payload).await.and_then(|v| {
+    let parsed = json_body(payload, MAX_HOOK_BODY).await.and_then(|v| {
         serde_json::from_value::<ClockBody>(v)
             .map_err(|_| EmuError::invalid_argument("expected {\"advance_secs\": N}"))
     });
     match parsed {
+        Ok(c) if c.advance_secs > super::service::MAX_TTL => {
+            error_response(&EmuError::invalid_argument(format!(
+                "advance_secs must be at most {}",
+                super::service::MAX_TTL
+            )))
+        }
         Ok(c) => {
             emu.advance_clock(std::time::Duration::from_secs(c.advance_secs));
             json_response(200, &json!({ "now": emu.now_secs() }))

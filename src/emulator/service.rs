@@ -30,6 +30,11 @@ const PROVIDER_CODE_TTL: u64 = 600;
 const CAPTCHA_TOKEN_TTL: u64 = 600;
 const CAPTCHA_IMAGE_TTL: u64 = 300;
 const MAX_RECORDED: usize = 10_000;
+/// Longest token lifetime and largest clock step accepted: ten years keeps every
+/// `now + ttl` far from overflow.
+pub const MAX_TTL: u64 = 10 * 365 * 24 * 3600;
+/// Expired records are swept every this many calls.
+const PRUNE_EVERY: u64 = 256;
 
 /// A user as the users file describes one.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,6 +107,19 @@ impl Call {
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|s| !s.is_empty())
+    }
+
+    /// A string field exactly as sent (passwords are not trimmed); `None` when absent or empty.
+    fn raw(&self, key: &str) -> Option<&str> {
+        self.body
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn require_raw(&self, key: &str) -> Result<&str, EmuError> {
+        self.raw(key)
+            .ok_or_else(|| EmuError::invalid_argument(format!("{key} is required")))
     }
 
     fn require(&self, key: &str) -> Result<&str, EmuError> {
@@ -224,6 +242,7 @@ pub struct CaptchaSession {
 
 /// A test-injected failure (`POST /__emulator/faults`).
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Fault {
     /// Endpoint path, e.g. `/auth/v1/token`; every `/auth/` path when absent.
     #[serde(default)]
@@ -350,6 +369,7 @@ pub struct Emulator {
     providers: Vec<String>,
     settings: Mutex<Settings>,
     state: Mutex<State>,
+    calls: std::sync::atomic::AtomicU64,
 }
 
 /// Why emulator options were refused.
@@ -464,8 +484,8 @@ impl Emulator {
             clock: Arc::new(OffsetClock::default()),
             entropy,
             signer,
-            access_ttl: opts.access_token_ttl.max(1),
-            refresh_ttl: opts.refresh_token_ttl.max(1),
+            access_ttl: opts.access_token_ttl.clamp(1, MAX_TTL),
+            refresh_ttl: opts.refresh_token_ttl.clamp(1, MAX_TTL),
             ticket_keys,
             providers: opts.providers,
             settings: Mutex::new(Settings {
@@ -474,6 +494,7 @@ impl Emulator {
                 signup_enabled: true,
             }),
             state: Mutex::new(State::default()),
+            calls: std::sync::atomic::AtomicU64::new(0),
         };
         emu.seed(opts.users)?;
         Ok(emu)
@@ -577,7 +598,7 @@ impl Emulator {
 
     /// Moves the emulator's clock forward (codes, tokens and tickets expire accordingly).
     pub fn advance_clock(&self, by: Duration) {
-        self.clock.advance(by);
+        self.clock.advance(by.min(Duration::from_secs(MAX_TTL)));
     }
 
     /// The emulator's current time, Unix seconds.
@@ -663,9 +684,11 @@ impl Emulator {
             .collect::<Vec<_>>())
     }
 
-    /// Adds a fault.
-    pub fn add_fault(&self, f: Fault) {
-        self.state.lock().faults.push(f);
+    /// Adds a fault; returns how many are pending.
+    pub fn add_fault(&self, f: Fault) -> usize {
+        let mut st = self.state.lock();
+        st.faults.push(f);
+        st.faults.len()
     }
 
     /// Removes every fault.
@@ -775,6 +798,14 @@ impl Emulator {
 
     /// Dispatches one `/auth/...` call.
     pub fn handle(&self, method: &str, path: &str, call: &Call) -> Result<Value, EmuError> {
+        if self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % PRUNE_EVERY
+            == 0
+        {
+            self.prune();
+        }
         match (method, path) {
             ("POST", "/auth/v1/signin") => self.signin(call),
             ("POST", "/auth/v1/signin/anonymously") => self.signin_anonymously(call),
@@ -804,6 +835,41 @@ impl Emulator {
             ("GET", "/auth/v1/checkIfUserExist") => self.check_if_user_exist(call),
             _ => Err(EmuError::not_found(format!("no endpoint {method} {path}"))),
         }
+    }
+
+    /// Forgets records that expired more than an hour ago (so a late caller still gets
+    /// "expired" rather than "not found"), and caps the outbox, keeping a long-running emulator
+    /// (`demo`) bounded.
+    fn prune(&self) {
+        let cutoff = self.now().saturating_sub(3600);
+        let mut st = self.state.lock();
+        st.verifications.retain(|_, v| v.exp > cutoff);
+        st.verification_tokens.retain(|_, v| v.exp > cutoff);
+        st.sudo_tokens.retain(|_, v| v.exp > cutoff);
+        st.provider_codes.retain(|_, v| v.exp > cutoff);
+        st.provider_tokens.retain(|_, v| v.exp > cutoff);
+        st.captcha_images.retain(|_, v| v.exp > cutoff);
+        st.captcha_sessions.retain(|_, v| v.exp > cutoff);
+        st.captcha_tokens.retain(|_, exp| *exp > cutoff);
+        st.access.retain(|_, t| t.exp > cutoff);
+        st.refresh.retain(|_, t| t.exp > cutoff);
+        let live: std::collections::HashSet<&String> = st
+            .access
+            .values()
+            .chain(st.refresh.values())
+            .map(|t| &t.sid)
+            .collect();
+        let dead: Vec<String> = st
+            .sessions
+            .keys()
+            .filter(|sid| !live.contains(sid))
+            .cloned()
+            .collect();
+        for sid in dead {
+            st.sessions.remove(&sid);
+        }
+        let excess = st.outbox.len().saturating_sub(MAX_RECORDED);
+        st.outbox.drain(..excess);
     }
 
     fn check_captcha(&self, st: &State, call: &Call) -> Result<(), EmuError> {
@@ -1190,7 +1256,7 @@ impl Emulator {
                 return Err(EmuError::failed_precondition("username already exists"));
             }
         }
-        let password = call.str("password").map(str::to_string);
+        let password = call.raw("password").map(str::to_string);
         if let Some(pw) = &password {
             valid_password(pw)?;
         }
@@ -1823,7 +1889,7 @@ impl Emulator {
         let mut st = self.state.lock();
         let (idx, _) = self.authenticate(&st, call)?;
         self.check_sudo(&st, call, idx)?;
-        let pw = call.require("new_password")?;
+        let pw = call.require_raw("new_password")?;
         valid_password(pw)?;
         let now = self.now();
         let u = &mut st.users[idx];
@@ -1834,7 +1900,7 @@ impl Emulator {
 
     fn reset(&self, call: &Call) -> Result<Value, EmuError> {
         let contact = Self::contact_of(call)?;
-        let pw = call.require("new_password")?;
+        let pw = call.require_raw("new_password")?;
         valid_password(pw)?;
         let vt = call.require("verification_token")?;
         let now = self.now();
