@@ -107,24 +107,6 @@ impl Config {
         put("log_level", self.log.level.clone());
         t.to_string()
     }
-
-    /// A configuration for the given env with every other key at its default; used by `demo`
-    /// and tests. Fails like [`load`] when a value is invalid.
-    pub fn for_env(
-        env_id: &str,
-        api_origin: &str,
-        public_url: &str,
-    ) -> Result<Config, ConfigErrors> {
-        load(
-            None,
-            std::iter::empty(),
-            [
-                ("env_id", env_id.to_string()),
-                ("api_origin", api_origin.to_string()),
-                ("public_url", public_url.to_string()),
-            ],
-        )
-    }
 }
 
 /// What kind of value a key takes.

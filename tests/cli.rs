@@ -133,6 +133,34 @@ fn check_config_reports_every_problem_at_once() {
 }
 
 #[test]
+fn environment_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    let flags = [
+        "check-config",
+        "--env-id",
+        "e",
+        "--public-url",
+        "https://a.example.com",
+    ];
+    // Somebody else's variable: ignored (std::env::vars would have panicked).
+    let out = cmd(&flags).env("OTHER_TOOL_SETTING", bad).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // One of ours: reported like any other problem.
+    let out = cmd(&flags)
+        .env("CLOUDBASE_GATEWAY_REGION", bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("region (CLOUDBASE_GATEWAY_REGION) from environment: is not valid UTF-8"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn emulator_prints_its_url_and_serves_the_seeded_users() {
     let dir = tempfile::tempdir().unwrap();
     let users = file(
