@@ -202,10 +202,21 @@ fn serve(args: ConfigArgs) -> ExitCode {
         }
     };
     telemetry::init(cfg.log.format, &cfg.log.level);
-    let listener = match TcpListener::bind(cfg.listen) {
+    run_server(&cfg.listen.to_string(), |listener| {
+        server::build(&cfg, listener)
+    })
+}
+
+/// Binds `listen`, builds the server on it inside an actix system, prints the
+/// `listening on http://ADDR` line (with the real port) and runs until a signal.
+fn run_server(
+    listen: &str,
+    build: impl FnOnce(TcpListener) -> std::io::Result<actix_web::dev::Server>,
+) -> ExitCode {
+    let listener = match TcpListener::bind(listen) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("cannot listen on {}: {}", cfg.listen, e.kind());
+            eprintln!("cannot listen on {listen}: {}", e.kind());
             return ExitCode::FAILURE;
         }
     };
@@ -214,7 +225,7 @@ fn serve(args: ConfigArgs) -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_default();
     actix_web::rt::System::new().block_on(async move {
-        let server = match server::build(&cfg, listener) {
+        let server = match build(listener) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("cannot start: {}", e.kind());
@@ -297,27 +308,8 @@ fn run_emulator(args: EmulatorArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match TcpListener::bind(&args.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {}", args.listen, e.kind());
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    actix_web::rt::System::new().block_on(async move {
-        let (_running, server) = match emulator::serve(emu, listener, 2) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("cannot start: {}", e.kind());
-                return ExitCode::FAILURE;
-            }
-        };
-        announce(&addr);
-        run_until_signal(server).await
+    run_server(&args.listen, |listener| {
+        emulator::serve(emu, listener, 2).map(|(_, server)| server)
     })
 }
 

@@ -174,6 +174,27 @@ struct User {
 }
 
 impl User {
+    /// An active, registered user with nothing but an id; callers fill in the rest.
+    fn new(uid: String, now: u64) -> Self {
+        Self {
+            uid,
+            username: None,
+            email: None,
+            phone: None,
+            password: None,
+            name: String::new(),
+            picture: String::new(),
+            groups: Vec::new(),
+            status: "ACTIVE".into(),
+            anonymous: false,
+            custom_uid: None,
+            links: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            failed_passwords: 0,
+            locked_until: 0,
+        }
+    }
     fn has(&self, contact: &ContactKey) -> bool {
         match contact {
             ContactKey::Email(e) => self
@@ -544,7 +565,6 @@ impl Emulator {
                 return Err(bad("status must be ACTIVE, BLOCKED or PENDING".into()));
             }
             let user = User {
-                uid: self.entropy.token(16),
                 name: u.name.unwrap_or_else(|| {
                     username
                         .clone()
@@ -555,16 +575,9 @@ impl Emulator {
                 email,
                 phone,
                 password: u.password.filter(|p| !p.is_empty()),
-                picture: String::new(),
                 groups: u.groups,
                 status,
-                anonymous: false,
-                custom_uid: None,
-                links: Vec::new(),
-                created_at: now,
-                updated_at: now,
-                failed_passwords: 0,
-                locked_until: 0,
+                ..User::new(self.entropy.token(16), now)
             };
             let clash = st.users.iter().any(|o| {
                 (user.username.is_some() && o.username == user.username)
@@ -909,24 +922,7 @@ impl Emulator {
             .iter()
             .find(|u| u.uid == session.uid)
             .cloned()
-            .unwrap_or_else(|| User {
-                uid: session.uid.clone(),
-                username: None,
-                email: None,
-                phone: None,
-                password: None,
-                name: String::new(),
-                picture: String::new(),
-                groups: Vec::new(),
-                status: "ACTIVE".into(),
-                anonymous: false,
-                custom_uid: None,
-                links: Vec::new(),
-                created_at: now,
-                updated_at: now,
-                failed_passwords: 0,
-                locked_until: 0,
-            });
+            .unwrap_or_else(|| User::new(session.uid.clone(), now));
         let scope = session.scope;
         let claims = json!({
             "iss": format!("https://{}.ap-shanghai.tcb-api.tencentcloudapi.com", self.env),
@@ -1165,23 +1161,10 @@ impl Emulator {
             None => {
                 let uid = self.entropy.token(16);
                 st.users.push(User {
-                    uid: uid.clone(),
-                    username: None,
-                    email: None,
-                    phone: None,
-                    password: None,
                     // The SDK marks a user anonymous when its name is "anonymous".
                     name: "anonymous".into(),
-                    picture: String::new(),
-                    groups: Vec::new(),
-                    status: "ACTIVE".into(),
                     anonymous: true,
-                    custom_uid: None,
-                    links: Vec::new(),
-                    created_at: now,
-                    updated_at: now,
-                    failed_passwords: 0,
-                    locked_until: 0,
+                    ..User::new(uid.clone(), now)
                 });
                 st.anon_by_device.insert(device.into(), uid.clone());
                 uid
@@ -1329,22 +1312,13 @@ impl Emulator {
             None => {
                 let uid = self.entropy.token(16);
                 st.users.push(User {
-                    uid: uid.clone(),
                     username,
                     email,
                     phone,
                     password,
                     name,
-                    picture: String::new(),
-                    groups: Vec::new(),
-                    status: "ACTIVE".into(),
-                    anonymous: false,
-                    custom_uid: None,
                     links,
-                    created_at: now,
-                    updated_at: now,
-                    failed_passwords: 0,
-                    locked_until: 0,
+                    ..User::new(uid.clone(), now)
                 });
                 uid
             }
@@ -1397,22 +1371,9 @@ impl Emulator {
             None => {
                 let uid = self.entropy.token(16);
                 st.users.push(User {
-                    uid: uid.clone(),
-                    username: None,
-                    email: None,
-                    phone: None,
-                    password: None,
                     name: uid_claim.into(),
-                    picture: String::new(),
-                    groups: Vec::new(),
-                    status: "ACTIVE".into(),
-                    anonymous: false,
                     custom_uid: Some(uid_claim.into()),
-                    links: Vec::new(),
-                    created_at: now,
-                    updated_at: now,
-                    failed_passwords: 0,
-                    locked_until: 0,
+                    ..User::new(uid.clone(), now)
                 });
                 uid
             }
@@ -1462,26 +1423,13 @@ impl Emulator {
                 }
                 let uid = self.entropy.token(16);
                 st.users.push(User {
-                    uid: uid.clone(),
-                    username: None,
-                    email: None,
-                    phone: None,
-                    password: None,
                     name: identity.name.clone(),
-                    picture: String::new(),
-                    groups: Vec::new(),
-                    status: "ACTIVE".into(),
-                    anonymous: false,
-                    custom_uid: None,
                     links: vec![Link {
                         provider_id: identity.provider_id.clone(),
                         sub: identity.sub.clone(),
                         name: identity.name.clone(),
                     }],
-                    created_at: now,
-                    updated_at: now,
-                    failed_passwords: 0,
-                    locked_until: 0,
+                    ..User::new(uid.clone(), now)
                 });
                 uid
             }
