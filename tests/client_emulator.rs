@@ -9,16 +9,8 @@ use cloudbase_gateway::cloudbase::types::*;
 use cloudbase_gateway::cloudbase::{CloudBaseError, TransportKind};
 use cloudbase_gateway::emulator::EmulatorOptions;
 use cloudbase_gateway::secret::Secret;
-use common::{ctx, start, start_with};
+use common::{code_request, code_token, ctx, pw, start, start_with};
 use serde_json::json;
-
-fn pw(login: &str, password: &str) -> SignInRequest {
-    SignInRequest {
-        username: login.into(),
-        password: Some(Secret::new(password)),
-        verification_token: None,
-    }
-}
 
 fn api_code(e: &CloudBaseError) -> (&str, Option<i64>) {
     let api = e
@@ -305,36 +297,6 @@ async fn revoke_and_signout_end_the_session() {
         .is("unauthenticated"));
 }
 
-async fn code_token(
-    env: &common::Env,
-    c: &cloudbase_gateway::cloudbase::CallContext,
-    contact: Contact,
-    target: VerificationTarget,
-) -> (VerificationResponse, Secret) {
-    let sent = env
-        .client
-        .send_verification(
-            c,
-            None,
-            &VerificationRequest {
-                contact: contact.clone(),
-                target,
-                usage: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(sent.expires_in, 600);
-    let code = env.code_for(contact.value()).await;
-    assert_eq!(code.len(), 6);
-    let verified = env
-        .client
-        .verify(c, &sent.verification_id, &Secret::new(code))
-        .await
-        .unwrap();
-    (sent, verified.verification_token)
-}
-
 #[actix_web::test]
 async fn email_code_sign_up_then_code_sign_in() {
     let env = start();
@@ -445,11 +407,7 @@ async fn sms_code_sign_in() {
 async fn code_errors_expired_used_and_too_many_attempts() {
     let env = start();
     let c = ctx();
-    let send = |to: &str| VerificationRequest {
-        contact: Contact::Email(to.into()),
-        target: VerificationTarget::Any,
-        usage: None,
-    };
+    let send = |to: &str| code_request(Contact::Email(to.into()), VerificationTarget::Any);
 
     // Expired: the clock moves past 600 s.
     let sent = env
@@ -516,11 +474,10 @@ async fn code_errors_expired_used_and_too_many_attempts() {
         .send_verification(
             &c,
             None,
-            &VerificationRequest {
-                contact: Contact::Email("ghost@example.com".into()),
-                target: VerificationTarget::User,
-                usage: None,
-            },
+            &code_request(
+                Contact::Email("ghost@example.com".into()),
+                VerificationTarget::User,
+            ),
         )
         .await
         .unwrap_err();
@@ -530,11 +487,10 @@ async fn code_errors_expired_used_and_too_many_attempts() {
         .send_verification(
             &c,
             None,
-            &VerificationRequest {
-                contact: Contact::Email("alice@example.com".into()),
-                target: VerificationTarget::NotUser,
-                usage: None,
-            },
+            &code_request(
+                Contact::Email("alice@example.com".into()),
+                VerificationTarget::NotUser,
+            ),
         )
         .await
         .unwrap_err();
@@ -1222,11 +1178,10 @@ async fn image_captcha_required_then_satisfied() {
         .await
         .unwrap_err();
     assert_eq!(api_code(&e), ("captcha_invalid", Some(4002)));
-    let send = VerificationRequest {
-        contact: Contact::Email("cap@example.com".into()),
-        target: VerificationTarget::Any,
-        usage: None,
-    };
+    let send = code_request(
+        Contact::Email("cap@example.com".into()),
+        VerificationTarget::Any,
+    );
     assert!(env
         .client
         .send_verification(&c, None, &send)

@@ -10,38 +10,8 @@ use cloudbase_gateway::cloudbase::types::*;
 use cloudbase_gateway::cloudbase::{CallContext, CloudBaseError, TransportKind};
 use cloudbase_gateway::emulator::EmulatorOptions;
 use cloudbase_gateway::secret::Secret;
-use common::{ctx, start, start_with, Env};
+use common::{code_request, code_token, ctx, pw, start, start_with};
 use serde_json::{json, Value};
-
-fn pw(login: &str, password: &str) -> SignInRequest {
-    SignInRequest {
-        username: login.into(),
-        password: Some(Secret::new(password)),
-        verification_token: None,
-    }
-}
-
-async fn verified(env: &Env, c: &CallContext, contact: Contact) -> Secret {
-    let sent = env
-        .client
-        .send_verification(
-            c,
-            None,
-            &VerificationRequest {
-                contact: contact.clone(),
-                target: VerificationTarget::Any,
-                usage: None,
-            },
-        )
-        .await
-        .unwrap();
-    let code = env.code_for(contact.value()).await;
-    env.client
-        .verify(c, &sent.verification_id, &Secret::new(code))
-        .await
-        .unwrap()
-        .verification_token
-}
 
 fn decode_part(jwt: &str, i: usize) -> Value {
     let part = jwt.split('.').nth(i).unwrap();
@@ -98,7 +68,13 @@ async fn short_lived_tokens_expire_on_the_emulator_clock() {
     let env = start();
     let c = ctx();
     // verification_token: 600 s.
-    let vt = verified(&env, &c, Contact::Email("alice@example.com".into())).await;
+    let (_, vt) = code_token(
+        &env,
+        &c,
+        Contact::Email("alice@example.com".into()),
+        VerificationTarget::Any,
+    )
+    .await;
     env.advance(601).await;
     let e = env
         .client
@@ -340,11 +316,10 @@ async fn current_user_codes_and_account_transfer() {
         .send_verification(
             &c,
             Some(&alice.access_token),
-            &VerificationRequest {
-                contact: Contact::Email("alice@example.com".into()),
-                target: VerificationTarget::CurUser,
-                usage: None,
-            },
+            &code_request(
+                Contact::Email("alice@example.com".into()),
+                VerificationTarget::CurUser,
+            ),
         )
         .await
         .unwrap();
@@ -356,11 +331,10 @@ async fn current_user_codes_and_account_transfer() {
         .send_verification(
             &c,
             Some(&alice.access_token),
-            &VerificationRequest {
-                contact: Contact::Email("bob@example.com".into()),
-                target: VerificationTarget::CurUser,
-                usage: None,
-            },
+            &code_request(
+                Contact::Email("bob@example.com".into()),
+                VerificationTarget::CurUser,
+            ),
         )
         .await
         .unwrap_err();
@@ -370,11 +344,10 @@ async fn current_user_codes_and_account_transfer() {
         .send_verification(
             &c,
             None,
-            &VerificationRequest {
-                contact: Contact::Email("alice@example.com".into()),
-                target: VerificationTarget::CurUser,
-                usage: None,
-            },
+            &code_request(
+                Contact::Email("alice@example.com".into()),
+                VerificationTarget::CurUser,
+            ),
         )
         .await
         .unwrap_err();
@@ -395,7 +368,13 @@ async fn current_user_codes_and_account_transfer() {
         )
         .await
         .unwrap();
-    let vt = verified(&env, &c, Contact::Email("bob@example.com".into())).await;
+    let (_, vt) = code_token(
+        &env,
+        &c,
+        Contact::Email("bob@example.com".into()),
+        VerificationTarget::Any,
+    )
+    .await;
     env.client
         .update_contact(
             &c,
@@ -435,7 +414,13 @@ async fn current_user_codes_and_account_transfer() {
 async fn account_status_applies_to_code_sign_in_too() {
     let env = start();
     let c = ctx();
-    let vt = verified(&env, &c, Contact::Email("pending@example.com".into())).await;
+    let (_, vt) = code_token(
+        &env,
+        &c,
+        Contact::Email("pending@example.com".into()),
+        VerificationTarget::Any,
+    )
+    .await;
     let e = env
         .client
         .signin(
@@ -456,7 +441,13 @@ async fn account_status_applies_to_code_sign_in_too() {
 async fn passwords_keep_their_spaces() {
     let env = start();
     let c = ctx();
-    let vt = verified(&env, &c, Contact::Email("spacey@example.com".into())).await;
+    let (_, vt) = code_token(
+        &env,
+        &c,
+        Contact::Email("spacey@example.com".into()),
+        VerificationTarget::Any,
+    )
+    .await;
     env.client
         .signup(
             &c,

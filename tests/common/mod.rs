@@ -5,9 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cloudbase_gateway::cloudbase::types::{
+    Contact, SignInRequest, VerificationRequest, VerificationResponse, VerificationTarget,
+};
 use cloudbase_gateway::cloudbase::{CallContext, ClientSettings, CloudBaseClient};
 use cloudbase_gateway::emulator::{self, EmulatorOptions, RunningEmulator, SeedUser};
 use cloudbase_gateway::entropy::OsEntropy;
+use cloudbase_gateway::secret::Secret;
 use serde_json::Value;
 
 pub struct Env {
@@ -167,4 +171,46 @@ impl Env {
 /// A context whose device id is empty, as a broken client would send.
 pub fn ctx_without_device() -> CallContext {
     CallContext::new("")
+}
+
+/// A password sign-in body.
+pub fn pw(login: &str, password: &str) -> SignInRequest {
+    SignInRequest {
+        username: login.into(),
+        password: Some(Secret::new(password)),
+        verification_token: None,
+    }
+}
+
+/// A `verification` body.
+pub fn code_request(contact: Contact, target: VerificationTarget) -> VerificationRequest {
+    VerificationRequest {
+        contact,
+        target,
+        usage: None,
+    }
+}
+
+/// Sends a code to `contact`, reads it from the outbox hook and verifies it: the answer of
+/// `verification` and the verification token.
+pub async fn code_token(
+    env: &Env,
+    c: &CallContext,
+    contact: Contact,
+    target: VerificationTarget,
+) -> (VerificationResponse, Secret) {
+    let sent = env
+        .client
+        .send_verification(c, None, &code_request(contact.clone(), target))
+        .await
+        .unwrap();
+    assert_eq!(sent.expires_in, 600);
+    let code = env.code_for(contact.value()).await;
+    assert_eq!(code.len(), 6);
+    let verified = env
+        .client
+        .verify(c, &sent.verification_id, &Secret::new(code))
+        .await
+        .unwrap();
+    (sent, verified.verification_token)
 }
