@@ -104,30 +104,19 @@ async fn password_errors_are_typed() {
     assert_eq!(e.api().unwrap().request_id.len(), 32);
     assert!(!e.is_unavailable());
 
-    let e = env
-        .client
-        .signin(&c, &pw("nobody", "x-pass-123"))
-        .await
-        .unwrap_err();
-    assert_eq!(api_code(&e).0, "not_found");
-    let e = env
-        .client
-        .signin(&c, &pw("nopass", "anything-1"))
-        .await
-        .unwrap_err();
-    assert_eq!(api_code(&e).0, "password_not_set");
-    let e = env
-        .client
-        .signin(&c, &pw("blocked", "blocked-pass"))
-        .await
-        .unwrap_err();
-    assert_eq!(api_code(&e).0, "user_blocked");
-    let e = env
-        .client
-        .signin(&c, &pw("pending", "pending-pass"))
-        .await
-        .unwrap_err();
-    assert_eq!(api_code(&e).0, "user_pending");
+    for (login, password, expected) in [
+        ("nobody", "x-pass-123", "not_found"),
+        ("nopass", "anything-1", "password_not_set"),
+        ("blocked", "blocked-pass", "user_blocked"),
+        ("pending", "pending-pass", "user_pending"),
+    ] {
+        let e = env
+            .client
+            .signin(&c, &pw(login, password))
+            .await
+            .unwrap_err();
+        assert_eq!(api_code(&e).0, expected, "{login}");
+    }
 }
 
 #[actix_web::test]
@@ -1106,16 +1095,7 @@ async fn image_captcha_required_then_satisfied() {
         .unwrap();
     assert!(img.data.starts_with("data:image/svg+xml;base64,"));
     assert_eq!(img.expires_in, 300);
-    let captchas = env.get_json("/__emulator/captchas").await;
-    let answer = captchas
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["token"] == img.token.as_str())
-        .unwrap()["answer"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let answer = env.captcha_answer(&img.token).await;
 
     // A wrong answer spends the image.
     let e = env
@@ -1136,16 +1116,7 @@ async fn image_captcha_required_then_satisfied() {
         .captcha_data(&c, "POST:/v1/signin")
         .await
         .unwrap();
-    let captchas = env.get_json("/__emulator/captchas").await;
-    let answer = captchas
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["token"] == img.token.as_str())
-        .unwrap()["answer"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let answer = env.captcha_answer(&img.token).await;
     let solved = env
         .client
         .captcha_verify(&c, &img.token, &answer)

@@ -125,10 +125,7 @@ async fn short_lived_tokens_expire_on_the_emulator_clock() {
         .captcha_data(&c, "POST:/v1/signin")
         .await
         .unwrap();
-    let answer = env.get_json("/__emulator/captchas").await[0]["answer"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let answer = env.captcha_answer(&img.token).await;
     let solved = env
         .client
         .captcha_verify(&c, &img.token, &answer)
@@ -149,17 +146,7 @@ async fn short_lived_tokens_expire_on_the_emulator_clock() {
         .captcha_data(&c, "POST:/v1/signin")
         .await
         .unwrap();
-    let answer = env
-        .get_json("/__emulator/captchas")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["token"] == img.token.as_str())
-        .unwrap()["answer"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let answer = env.captcha_answer(&img.token).await;
     env.advance(301).await;
     assert!(env
         .client
@@ -521,10 +508,7 @@ async fn captcha_token_header_and_sdk_headers() {
         .captcha_data(&c, "POST:/v1/signin")
         .await
         .unwrap();
-    let answer = env.get_json("/__emulator/captchas").await[0]["answer"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let answer = env.captcha_answer(&img.token).await;
     let token = env
         .client
         .captcha_verify(&c, &img.token, &answer)

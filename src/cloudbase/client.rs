@@ -232,11 +232,6 @@ impl CloudBaseClient {
         }
     }
 
-    /// The client id requests are made for.
-    pub fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
     fn secret_str(&self) -> &str {
         self.client_secret
             .as_ref()

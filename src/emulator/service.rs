@@ -262,7 +262,7 @@ pub struct CaptchaSession {
 }
 
 /// A test-injected failure (`POST /__emulator/faults`).
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     /// Endpoint path, e.g. `/auth/v1/token`; every `/auth/` path when absent.
@@ -602,11 +602,6 @@ impl Emulator {
 
     fn now(&self) -> u64 {
         self.clock.unix_secs()
-    }
-
-    /// The environment id.
-    pub fn env(&self) -> &str {
-        &self.env
     }
 
     /// Moves the emulator's clock forward (codes, tokens and tickets expire accordingly).

@@ -141,6 +141,20 @@ impl Env {
             .to_string()
     }
 
+    /// The answer of the image captcha `token`, from `/__emulator/captchas`.
+    pub async fn captcha_answer(&self, token: &str) -> String {
+        let captchas = self.get_json("/__emulator/captchas").await;
+        captchas
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["token"] == token)
+            .unwrap_or_else(|| panic!("no captcha {token} in {captchas}"))["answer"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Recorded requests to `path`.
     pub async fn requests_to(&self, path: &str) -> Vec<Value> {
         let all = self.get_json("/__emulator/requests").await;
