@@ -13,7 +13,7 @@
 # the port with that variable (and then the HEALTHCHECK URL below), not with `listen` in the file.
 
 # ---- build ------------------------------------------------------------------------------
-# rust-version = 1.85 in Cargo.toml; rust:1 follows the newest stable release.
+# rust-version = 1.88 in Cargo.toml; rust:1 follows the newest stable release.
 FROM rust:1-bookworm AS builder
 WORKDIR /build
 

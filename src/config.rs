@@ -28,6 +28,141 @@ pub struct Config {
     pub cloudbase: CloudBaseSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The session cookie.
+    pub cookie: CookieSettings,
+    /// Session lifetimes and the store's bound.
+    pub session: SessionSettings,
+    /// Limits and deadlines of the reverse proxy.
+    pub proxy: ProxySettings,
+    /// Routes, most specific first as written; the implicit catch-all (from `upstream`) last.
+    pub routes: Vec<RouteSpec>,
+    /// Hosts an absolute return URL may point at (`.example.com` = any subdomain).
+    pub allowed_redirect_hosts: Vec<String>,
+    /// Addresses whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Where `/metrics` is served; off when unset.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The session cookie's name, scope and keyring.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    /// Base name; the `__Host-` or `__Secure-` prefix is added when the cookie is Secure.
+    pub name: String,
+    /// Domain for single sign-on across subdomains, e.g. `corp.example.com`.
+    pub domain: Option<String>,
+    /// MAC keyring: the first secret signs, every secret verifies. `None` means a random key
+    /// per process (sessions do not survive a restart).
+    pub secrets: Option<Vec<Secret>>,
+    /// `insecure_cookie`: drop `Secure` (and the prefix) for plain-http development.
+    pub insecure: bool,
+}
+
+/// Session lifetimes.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// The most sessions kept in memory.
+    pub capacity: u64,
+    /// The refresh token's life: how long a session lives without a refresh.
+    pub ttl: Duration,
+    /// Refresh when the access token has less than this left.
+    pub refresh_margin: Duration,
+}
+
+/// Reverse-proxy limits.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Deadline from connecting to the upstream to its response head.
+    pub timeout: Duration,
+    /// Largest request body passed on, in bytes.
+    pub max_body_size: u64,
+    /// Largest total size of the request's header names and values, in bytes.
+    pub max_header_size: usize,
+}
+
+/// Who may pass a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Anyone, signed in or not.
+    Public,
+    /// Any session, anonymous included.
+    Authenticated,
+    /// Registered (not anonymous) users.
+    Registered,
+    /// Registered users in at least one of these groups.
+    Groups(Vec<String>),
+}
+
+/// One route: where matching requests go and who may pass.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// Host to match (lower case, no port); any host when `None`.
+    pub host: Option<String>,
+    /// Path prefix, matched on segment boundaries; `/` matches everything.
+    pub path: String,
+    /// The upstream (origin plus an optional base path).
+    pub upstream: Url,
+    /// Who may pass.
+    pub policy: Policy,
+    /// Give a visitor without a session an anonymous CloudBase session.
+    pub anonymous_auto_sign_in: bool,
+}
+
+/// An IP network (`10.0.0.0/8`) or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    ///
+    /// Fails when the address or prefix is malformed.
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(format!("{s:?} has a bad prefix length")),
+            },
+        };
+        Ok(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is inside this network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// Where and how the gateway talks to CloudBase.
@@ -105,6 +240,81 @@ impl Config {
             .to_string(),
         );
         put("log_level", self.log.level.clone());
+        put("cookie_name", self.cookie.name.clone());
+        if let Some(domain) = &self.cookie.domain {
+            put("cookie_domain", domain.clone());
+        }
+        if let Some(secrets) = &self.cookie.secrets {
+            put(
+                "cookie_secret",
+                secrets
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        let dur = |d: Duration| humantime::format_duration(d).to_string();
+        put("session_ttl", dur(self.session.ttl));
+        put("refresh_margin", dur(self.session.refresh_margin));
+        put("upstream_timeout", dur(self.proxy.timeout));
+        if let Some(addr) = self.metrics_listen {
+            put("metrics_listen", addr.to_string());
+        }
+        let strings =
+            |v: Vec<String>| toml::Value::Array(v.into_iter().map(toml::Value::String).collect());
+        t.insert("insecure_cookie".into(), self.cookie.insecure.into());
+        t.insert(
+            "session_capacity".into(),
+            toml::Value::Integer(self.session.capacity as i64),
+        );
+        t.insert(
+            "max_body_size".into(),
+            toml::Value::Integer(self.proxy.max_body_size as i64),
+        );
+        t.insert(
+            "max_header_size".into(),
+            toml::Value::Integer(self.proxy.max_header_size as i64),
+        );
+        t.insert(
+            "allowed_redirect_hosts".into(),
+            strings(self.allowed_redirect_hosts.clone()),
+        );
+        t.insert(
+            "trusted_proxies".into(),
+            strings(self.trusted_proxies.iter().map(|n| n.to_string()).collect()),
+        );
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| {
+                let mut rt = toml::Table::new();
+                if let Some(h) = &r.host {
+                    rt.insert("host".into(), h.clone().into());
+                }
+                rt.insert("path".into(), r.path.clone().into());
+                rt.insert("upstream".into(), r.upstream.to_string().into());
+                match &r.policy {
+                    Policy::Groups(g) => {
+                        rt.insert("groups".into(), strings(g.clone()));
+                    }
+                    p => {
+                        let name = match p {
+                            Policy::Public => "public",
+                            Policy::Registered => "registered",
+                            _ => "authenticated",
+                        };
+                        rt.insert("policy".into(), name.into());
+                    }
+                }
+                rt.insert(
+                    "anonymous_auto_sign_in".into(),
+                    r.anonymous_auto_sign_in.into(),
+                );
+                toml::Value::Table(rt)
+            })
+            .collect();
+        t.insert("routes".into(), toml::Value::Array(routes));
         t.to_string()
     }
 }
@@ -114,6 +324,10 @@ impl Config {
 enum Kind {
     Str,
     Duration,
+    Bool,
+    Int,
+    /// A TOML array of strings, or a comma-separated string in env and flags.
+    List,
 }
 
 struct KeySpec {
@@ -173,7 +387,100 @@ const KEYS: &[KeySpec] = &[
         kind: Kind::Str,
         secret: false,
     },
+    KeySpec {
+        key: "upstream",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "routes",
+        kind: Kind::List,
+        secret: false,
+    },
+    KeySpec {
+        key: "cookie_secret",
+        kind: Kind::List,
+        secret: true,
+    },
+    KeySpec {
+        key: "cookie_name",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "cookie_domain",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "insecure_cookie",
+        kind: Kind::Bool,
+        secret: false,
+    },
+    KeySpec {
+        key: "session_capacity",
+        kind: Kind::Int,
+        secret: false,
+    },
+    KeySpec {
+        key: "session_ttl",
+        kind: Kind::Duration,
+        secret: false,
+    },
+    KeySpec {
+        key: "refresh_margin",
+        kind: Kind::Duration,
+        secret: false,
+    },
+    KeySpec {
+        key: "upstream_timeout",
+        kind: Kind::Duration,
+        secret: false,
+    },
+    KeySpec {
+        key: "max_body_size",
+        kind: Kind::Int,
+        secret: false,
+    },
+    KeySpec {
+        key: "max_header_size",
+        kind: Kind::Int,
+        secret: false,
+    },
+    KeySpec {
+        key: "allowed_redirect_hosts",
+        kind: Kind::List,
+        secret: false,
+    },
+    KeySpec {
+        key: "trusted_proxies",
+        kind: Kind::List,
+        secret: false,
+    },
+    KeySpec {
+        key: "metrics_listen",
+        kind: Kind::Str,
+        secret: false,
+    },
 ];
+
+/// One `[[routes]]` table as written in the file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    host: Option<String>,
+    #[serde(default = "root_path")]
+    path: String,
+    upstream: Option<String>,
+    policy: Option<String>,
+    groups: Option<Vec<String>>,
+    #[serde(default)]
+    anonymous_auto_sign_in: bool,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
 
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +579,8 @@ struct RawValue {
 
 struct Collector {
     values: BTreeMap<String, RawValue>,
+    /// `[[routes]]` tables, only ever from the file.
+    routes: Option<(Vec<RawRoute>, Source)>,
     problems: Vec<ConfigProblem>,
 }
 
@@ -287,7 +596,13 @@ impl Collector {
     /// Records `value` for `key` when the key is known (a later source overrides an earlier
     /// one), or a problem when it is not.
     fn set(&mut self, key: &str, value: String, source: Source) {
-        if known_key(key) {
+        if key == "routes" {
+            self.problem(
+                key,
+                Some(source),
+                "routes are set only in the configuration file, as [[routes]] tables",
+            );
+        } else if known_key(key) {
             // `x` and `x_file` are one setting: a later source replaces either spelling from an
             // earlier one (both in the same source is reported by `secret`).
             if let Some(sibling) = secret_sibling(key) {
@@ -348,6 +663,7 @@ pub fn load(
 ) -> Result<Config, ConfigErrors> {
     let mut c = Collector {
         values: BTreeMap::new(),
+        routes: None,
         problems: Vec::new(),
     };
 
@@ -396,11 +712,31 @@ fn read_file(c: &mut Collector, path: &Path) {
     };
     let source = Source::File(path.to_path_buf());
     for (key, value) in table {
+        if key == "routes" {
+            match value.try_into::<Vec<RawRoute>>() {
+                Ok(routes) => c.routes = Some((routes, source.clone())),
+                Err(e) => c.problem(
+                    &key,
+                    Some(source.clone()),
+                    format!(
+                        "expected [[routes]] tables with host, path, upstream, policy, groups, anonymous_auto_sign_in: {}",
+                        e.message()
+                    ),
+                ),
+            }
+            continue;
+        }
+        let is_list = KEYS.iter().any(|k| k.key == key && k.kind == Kind::List);
         let text = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) if is_list && items.iter().all(|v| v.is_str()) => items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             _ if !known_key(&key) => {
                 c.problem(&key, Some(source.clone()), "unknown key");
                 continue;
@@ -506,6 +842,32 @@ fn validate(mut c: Collector) -> Result<Config, ConfigErrors> {
         }
     };
 
+    let cookie = cookie_settings(&mut c, public_url.as_ref());
+    let session = session_settings(&mut c);
+    let proxy = proxy_settings(&mut c);
+    let routes = routes(&mut c);
+    let allowed_redirect_hosts = list(&mut c, "allowed_redirect_hosts", |s| {
+        let host = s.to_ascii_lowercase();
+        let bare = host.strip_prefix('.').unwrap_or(&host);
+        if bare.is_empty()
+            || !bare.split('.').all(|l| {
+                !l.is_empty() && l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+            })
+        {
+            return Err(format!(
+                "{s:?} is not a host name (use .example.com for subdomains)"
+            ));
+        }
+        Ok(host)
+    });
+    let trusted_proxies = list(&mut c, "trusted_proxies", IpNet::parse);
+    let metrics_listen = c.take("metrics_listen").and_then(|v| {
+        parse_or(&mut c, "metrics_listen", v, |s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| "expected an address such as 127.0.0.1:9100".into())
+        })
+    });
+
     debug_assert!(c.values.is_empty(), "every known key is validated");
 
     match (
@@ -524,6 +886,13 @@ fn validate(mut c: Collector) -> Result<Config, ConfigErrors> {
         ) if c.problems.is_empty() => Ok(Config {
             listen,
             public_url,
+            cookie: cookie.expect("no problems"),
+            session: session.expect("no problems"),
+            proxy: proxy.expect("no problems"),
+            routes: routes.expect("no problems"),
+            allowed_redirect_hosts: allowed_redirect_hosts.expect("no problems"),
+            trusted_proxies: trusted_proxies.expect("no problems"),
+            metrics_listen,
             cloudbase: CloudBaseSettings {
                 env_id,
                 region,
@@ -535,6 +904,274 @@ fn validate(mut c: Collector) -> Result<Config, ConfigErrors> {
             log: LogSettings { format, level },
         }),
         _ => Err(ConfigErrors(c.problems)),
+    }
+}
+
+fn cookie_settings(c: &mut Collector, public_url: Option<&Url>) -> Option<CookieSettings> {
+    let name = match c.take("cookie_name") {
+        None => Some("cbgw_session".to_string()),
+        Some(v) => parse_or(c, "cookie_name", v, |s| {
+            if s.starts_with("__") {
+                return Err("give the name without a __Host- or __Secure- prefix: it is added when the cookie is Secure".into());
+            }
+            ident(s, 64).map(str::to_string)
+        }),
+    };
+    let domain = c.take("cookie_domain").and_then(|v| {
+        parse_or(c, "cookie_domain", v, |s| {
+            let d = s.trim_start_matches('.').to_ascii_lowercase();
+            if d.is_empty()
+                || !d.contains('.')
+                || !d.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+                })
+            {
+                return Err("expected a domain such as corp.example.com".into());
+            }
+            Ok(d)
+        })
+    });
+    let insecure = match c.take("insecure_cookie") {
+        None => Some(false),
+        Some(v) => parse_or(c, "insecure_cookie", v, parse_bool),
+    };
+    let secrets = match secret(c, "cookie_secret") {
+        None => Some(None),
+        Some(all) => {
+            let keys: Vec<Secret> = all
+                .expose()
+                .split(',')
+                .map(|s| Secret::new(s.trim()))
+                .collect();
+            if keys.iter().any(|k| k.expose().len() < 32) {
+                c.problem(
+                    "cookie_secret",
+                    None,
+                    "each comma-separated secret must be at least 32 characters (e.g. openssl rand -base64 32)",
+                );
+                None
+            } else {
+                Some(Some(keys))
+            }
+        }
+    };
+    if let (Some(false), Some(url)) = (insecure, public_url) {
+        if url.scheme() == "http" {
+            c.problem(
+                "insecure_cookie",
+                None,
+                "public_url is plain http, where browsers drop Secure cookies: serve https, or set insecure_cookie = true for development",
+            );
+        }
+    }
+    if let (Some(domain), Some(url)) = (&domain, public_url) {
+        let host = url.host_str().unwrap_or_default();
+        if host != domain && !host.ends_with(&format!(".{domain}")) {
+            c.problem(
+                "cookie_domain",
+                None,
+                format!("public_url's host {host} is not inside {domain}"),
+            );
+        }
+    }
+    Some(CookieSettings {
+        name: name?,
+        domain,
+        secrets: secrets?,
+        insecure: insecure?,
+    })
+}
+
+fn session_settings(c: &mut Collector) -> Option<SessionSettings> {
+    let capacity = int(c, "session_capacity", 100_000, 1, 100_000_000);
+    let ttl = duration(
+        c,
+        "session_ttl",
+        Duration::from_secs(30 * 24 * 3600),
+        Duration::from_secs(400 * 24 * 3600),
+    );
+    let refresh_margin = duration(
+        c,
+        "refresh_margin",
+        Duration::from_secs(300),
+        Duration::from_secs(3600),
+    );
+    Some(SessionSettings {
+        capacity: capacity?,
+        ttl: ttl?,
+        refresh_margin: refresh_margin?,
+    })
+}
+
+fn proxy_settings(c: &mut Collector) -> Option<ProxySettings> {
+    let timeout = duration(
+        c,
+        "upstream_timeout",
+        Duration::from_secs(30),
+        Duration::from_secs(3600),
+    );
+    let max_body_size = int(c, "max_body_size", 64 << 20, 0, 1 << 40);
+    let max_header_size = int(c, "max_header_size", 16 << 10, 1024, 1 << 20);
+    Some(ProxySettings {
+        timeout: timeout?,
+        max_body_size: max_body_size?,
+        max_header_size: max_header_size? as usize,
+    })
+}
+
+fn upstream_url(s: &str) -> Result<Url, String> {
+    let url = http_url(s)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("an upstream must not have a query or fragment".into());
+    }
+    Ok(url)
+}
+
+/// The routes as written, then a catch-all for `upstream` (authenticated) when it is set.
+fn routes(c: &mut Collector) -> Option<Vec<RouteSpec>> {
+    let default = c
+        .take("upstream")
+        .map(|v| parse_or(c, "upstream", v, upstream_url));
+    let default = match default {
+        Some(None) => return None,
+        Some(Some(u)) => Some(u),
+        None => None,
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    if let Some((raw, source)) = c.routes.take() {
+        for (i, r) in raw.into_iter().enumerate() {
+            let mut bad = |c: &mut Collector, msg: String| {
+                c.problem(
+                    "routes",
+                    Some(source.clone()),
+                    format!("route {}: {msg}", i + 1),
+                );
+                ok = false;
+            };
+            if !r.path.starts_with('/')
+                || r.path.contains(['?', '#', '\\'])
+                || r.path.contains("..")
+            {
+                bad(
+                    c,
+                    format!("path {:?} must be a plain path starting with /", r.path),
+                );
+                continue;
+            }
+            let upstream = match (&r.upstream, &default) {
+                (Some(u), _) => match upstream_url(u) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        bad(c, format!("upstream: {e}"));
+                        continue;
+                    }
+                },
+                (None, Some(d)) => d.clone(),
+                (None, None) => {
+                    bad(
+                        c,
+                        "has no upstream, and no top-level upstream is set".into(),
+                    );
+                    continue;
+                }
+            };
+            let policy = match (r.policy.as_deref(), r.groups) {
+                (None | Some("groups"), Some(g))
+                    if !g.is_empty() && g.iter().all(|g| !g.is_empty()) =>
+                {
+                    Policy::Groups(g)
+                }
+                (_, Some(_)) => {
+                    bad(c, "groups must be a non-empty list of group ids, with policy unset or \"groups\"".into());
+                    continue;
+                }
+                (None | Some("authenticated"), None) => Policy::Authenticated,
+                (Some("public"), None) => Policy::Public,
+                (Some("registered"), None) => Policy::Registered,
+                (Some(other), None) => {
+                    bad(c, format!("policy {other:?}: expected public, authenticated, registered, or groups = [...]"));
+                    continue;
+                }
+            };
+            let host = r.host.map(|h| h.trim().to_ascii_lowercase());
+            if host
+                .as_deref()
+                .is_some_and(|h| h.is_empty() || h.contains(['/', ':', ' ']))
+            {
+                bad(
+                    c,
+                    "host must be a bare host name such as app.example.com".into(),
+                );
+                continue;
+            }
+            out.push(RouteSpec {
+                host,
+                path: r.path,
+                upstream,
+                policy,
+                anonymous_auto_sign_in: r.anonymous_auto_sign_in,
+            });
+        }
+    }
+    match default {
+        Some(upstream) => {
+            if !out.iter().any(|r| r.host.is_none() && r.path == "/") {
+                out.push(RouteSpec {
+                    host: None,
+                    path: "/".into(),
+                    upstream,
+                    policy: Policy::Authenticated,
+                    anonymous_auto_sign_in: false,
+                });
+            }
+        }
+        None if out.is_empty() && ok => {
+            c.problem(
+                "upstream",
+                None,
+                "is required (or [[routes]] tables): the application the gateway protects, e.g. http://127.0.0.1:8080",
+            );
+            return None;
+        }
+        None => {}
+    }
+    ok.then_some(out)
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn int(c: &mut Collector, key: &str, default: u64, min: u64, max: u64) -> Option<u64> {
+    match c.take(key) {
+        None => Some(default),
+        Some(v) => parse_or(c, key, v, |s| match s.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(format!("expected a whole number from {min} to {max}")),
+        }),
+    }
+}
+
+/// A comma-separated list (a TOML array arrives joined), each item parsed by `item`.
+fn list<T>(
+    c: &mut Collector,
+    key: &str,
+    item: impl Fn(&str) -> Result<T, String>,
+) -> Option<Vec<T>> {
+    match c.take(key) {
+        None => Some(Vec::new()),
+        Some(v) => parse_or(c, key, v, |s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(&item)
+                .collect()
+        }),
     }
 }
 
@@ -678,6 +1315,7 @@ mod tests {
         vec![
             ("env_id", "test-env".into()),
             ("public_url", "https://app.example.com".into()),
+            ("upstream", "http://127.0.0.1:8080".into()),
         ]
     }
 
@@ -701,14 +1339,15 @@ mod tests {
         let err = load(None, env(&[]), []).unwrap_err();
         assert!(err.mentions("env_id"));
         assert!(err.mentions("public_url"));
-        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.mentions("upstream"));
+        assert_eq!(err.0.len(), 3, "{err}");
         let text = err.to_string();
         assert!(text.contains("CLOUDBASE_GATEWAY_ENV_ID"), "{text}");
     }
 
     #[test]
     fn precedence_is_file_then_env_then_flags() {
-        let f = file("env_id = \"from-file\"\nregion = \"ap-guangzhou\"\nclient_id = \"file-client\"\npublic_url = \"https://a.example.com\"\n");
+        let f = file("env_id = \"from-file\"\nregion = \"ap-guangzhou\"\nclient_id = \"file-client\"\npublic_url = \"https://a.example.com\"\nupstream = \"http://127.0.0.1:8080\"\n");
         let cfg = load(
             Some(f.path()),
             env(&[
@@ -729,7 +1368,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_env_vars_are_errors() {
-        let f = file("env_id = \"e\"\npublic_url = \"https://a.example.com\"\nclient_secert = \"x\"\n[routes]\nx = 1\n");
+        let f = file("env_id = \"e\"\npublic_url = \"https://a.example.com\"\nupstream = \"http://u\"\nclient_secert = \"x\"\n[routez]\nx = 1\n");
         let err = load(
             Some(f.path()),
             env(&[("CLOUDBASE_GATEWAY_LISTN", "x"), ("OTHER_VAR", "ignored")]),
@@ -737,7 +1376,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.mentions("client_secert"), "{err}");
-        assert!(err.mentions("routes"), "{err}");
+        assert!(err.mentions("routez"), "{err}");
         assert!(err.mentions("listn"), "{err}");
         assert!(
             err.to_string()
@@ -758,6 +1397,16 @@ mod tests {
             "cloudbase_timeout = \"soon\"\n",
             "log_format = \"xml\"\n",
             "log_level = \"[[[\"\n",
+            "upstream = \"ftp://x\"\n",
+            "cookie_secret = \"short\"\n",
+            "insecure_cookie = \"maybe\"\n",
+            "session_capacity = 0\n",
+            "refresh_margin = \"x\"\n",
+            "max_header_size = 5\n",
+            "trusted_proxies = [\"10.0.0.0/99\"]\n",
+            "allowed_redirect_hosts = [\"bad host\"]\n",
+            "metrics_listen = \"nowhere\"\n",
+            "[[routes]]\npath = \"x\"\nupstream = \"http://u\"\n",
         ));
         let err = load(
             Some(f.path()),
@@ -775,10 +1424,20 @@ mod tests {
             "log_format",
             "log_level",
             "client_id",
+            "upstream",
+            "cookie_secret",
+            "insecure_cookie",
+            "session_capacity",
+            "refresh_margin",
+            "max_header_size",
+            "trusted_proxies",
+            "allowed_redirect_hosts",
+            "metrics_listen",
+            "routes",
         ] {
             assert!(err.mentions(key), "{key} missing from {err}");
         }
-        assert_eq!(err.0.len(), 9, "{err}");
+        assert_eq!(err.0.len(), 19, "{err}");
         let client = err.0.iter().find(|p| p.key == "client_id").unwrap();
         assert_eq!(client.source, Some(Source::Env));
         let listen = err.0.iter().find(|p| p.key == "listen").unwrap();
@@ -812,7 +1471,7 @@ mod tests {
             Duration::from_millis(1500)
         );
         let f =
-            file("env_id = \"e\"\npublic_url = \"https://a.example.com\"\ncloudbase_timeout = 3\n");
+            file("env_id = \"e\"\npublic_url = \"https://a.example.com\"\nupstream = \"http://127.0.0.1:8080\"\ncloudbase_timeout = 3\n");
         assert_eq!(
             load(Some(f.path()), env(&[]), [])
                 .unwrap()
@@ -854,7 +1513,7 @@ mod tests {
         assert!(shown.contains("client_secret = \"[redacted]\""), "{shown}");
 
         // A later source replaces the other spelling from an earlier source.
-        let f = file("env_id = \"e\"\npublic_url = \"https://a.example.com\"\nclient_secret = \"from-file\"\n");
+        let f = file("env_id = \"e\"\npublic_url = \"https://a.example.com\"\nupstream = \"http://127.0.0.1:8080\"\nclient_secret = \"from-file\"\n");
         let cfg = load(
             Some(f.path()),
             env(&[(
@@ -957,10 +1616,81 @@ mod tests {
 
     #[test]
     fn non_scalar_values_for_known_keys_are_refused() {
-        let f = file("env_id = [\"a\"]\npublic_url = \"https://a.example.com\"\n");
+        let f = file("env_id = [\"a\"]\npublic_url = \"https://a.example.com\"\nupstream = \"http://127.0.0.1:8080\"\n");
         let err = load(Some(f.path()), env(&[]), []).unwrap_err();
         assert!(err.mentions("env_id"));
         assert!(err.to_string().contains("expected a string"), "{err}");
+    }
+
+    #[test]
+    fn routes_take_policies_and_fall_back_to_the_top_level_upstream() {
+        let f = file(concat!(
+            "env_id = \"e\"\npublic_url = \"https://a.example.com\"\n",
+            "upstream = \"http://127.0.0.1:8080\"\n",
+            "[[routes]]\npath = \"/public\"\npolicy = \"public\"\n",
+            "[[routes]]\nhost = \"Admin.Example.com\"\npath = \"/\"\ngroups = [\"admins\"]\nupstream = \"http://127.0.0.1:9090/base\"\n",
+            "[[routes]]\npath = \"/anon\"\npolicy = \"authenticated\"\nanonymous_auto_sign_in = true\n",
+        ));
+        let cfg = load(Some(f.path()), env(&[]), []).unwrap();
+        assert_eq!(cfg.routes.len(), 4);
+        assert_eq!(cfg.routes[0].policy, Policy::Public);
+        assert_eq!(cfg.routes[0].upstream.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(cfg.routes[1].host.as_deref(), Some("admin.example.com"));
+        assert_eq!(cfg.routes[1].policy, Policy::Groups(vec!["admins".into()]));
+        assert!(cfg.routes[2].anonymous_auto_sign_in);
+        assert_eq!(cfg.routes[3].path, "/");
+        assert_eq!(cfg.routes[3].policy, Policy::Authenticated);
+        let again = file(&cfg.redacted_toml());
+        let cfg2 = load(Some(again.path()), env(&[]), []).unwrap();
+        assert_eq!(cfg2.redacted_toml(), cfg.redacted_toml());
+
+        let err = load(None, env(&[("CLOUDBASE_GATEWAY_ROUTES", "x")]), minimal()).unwrap_err();
+        assert!(
+            err.to_string().contains("only in the configuration file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_match_networks_and_mapped_addresses() {
+        let net = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.9.9".parse().unwrap()));
+        let one = IpNet::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(IpNet::parse("::1/128")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("10.0.0.0/33").is_err());
+        assert!(IpNet::parse("ten").is_err());
+    }
+
+    #[test]
+    fn plain_http_needs_insecure_cookie_and_keyrings_split_on_commas() {
+        let mut flags = minimal();
+        flags[1].1 = "http://localhost:4180".into();
+        let err = load(None, env(&[]), flags.clone()).unwrap_err();
+        assert!(err.mentions("insecure_cookie"), "{err}");
+        flags.push(("insecure_cookie", "true".into()));
+        let a = "a".repeat(32);
+        let b = "b".repeat(40);
+        let cfg = load(
+            None,
+            env(&[("CLOUDBASE_GATEWAY_COOKIE_SECRET", &format!("{a}, {b}"))]),
+            flags,
+        )
+        .unwrap();
+        assert!(cfg.cookie.insecure);
+        let keys = cfg.cookie.secrets.as_ref().unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[1].expose(), b);
+        let shown = cfg.redacted_toml();
+        assert!(!shown.contains(&a) && !shown.contains(&b), "{shown}");
     }
 
     #[test]

@@ -4,15 +4,26 @@
 //! Modules: [`config`] (validated configuration), [`cloudbase`] (the API client),
 //! [`emulator`] (an independent in-process CloudBase), [`ticket`] (custom-login tickets),
 //! [`clock`] and [`entropy`] (injected time and randomness), [`secret`] (redacted strings),
-//! [`server`] (the gateway's HTTP server), [`telemetry`] (logging), [`jwt`] (RS256 JWTs).
+//! [`server`] (builds the gateway's HTTP servers), [`web`] (handlers and pages), [`proxy`]
+//! (reverse proxy and route policies), [`session`] (store, cookie, refresh), [`flow`]
+//! (return-URL validator), [`keyring`] (derived keys), [`metrics`], [`error`] (the request
+//! path's error type), [`telemetry`] (logging), [`jwt`] (RS256 JWTs).
 
 pub mod clock;
 pub mod cloudbase;
 pub mod config;
+pub mod demo;
 pub mod emulator;
 pub mod entropy;
+pub mod error;
+pub mod flow;
 pub mod jwt;
+pub mod keyring;
+pub mod metrics;
+pub mod proxy;
 pub mod secret;
 pub mod server;
+pub mod session;
 pub mod telemetry;
 pub mod ticket;
+pub mod web;

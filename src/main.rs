@@ -1,4 +1,4 @@
-//! Command-line entry: `serve`, `emulator`, `check-config`, `healthcheck`, `ticket`.
+//! Command-line entry: `serve`, `demo`, `emulator`, `check-config`, `healthcheck`, `ticket`.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -33,6 +33,8 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// Run a local CloudBase auth emulator (no Tencent account needed).
     Emulator(EmulatorArgs),
+    /// Run the emulator, a whoami upstream and the gateway together, with demo users.
+    Demo(DemoArgs),
     /// Exit 0 when the gateway at URL answers /ping (for container health checks).
     Healthcheck(HealthArgs),
     /// Print a custom-login ticket, built as the node SDK's createTicket builds it.
@@ -63,6 +65,31 @@ struct ConfigArgs {
     /// Log format: text or json (key: log_format).
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
+    /// The application to protect (key: upstream).
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Serve /metrics on this address (key: metrics_listen).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Address of the gateway; port 0 picks a free one (printed on the first stdout line).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4180")]
+    listen: String,
+    /// Users to seed instead of the demo users (the emulator's --users format).
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// Proxy to this URL instead of the built-in whoami upstream.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Serve /metrics on this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Log filter (stderr).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    log_level: String,
 }
 
 impl ConfigArgs {
@@ -74,6 +101,8 @@ impl ConfigArgs {
             ("api_origin", &self.api_origin),
             ("log_level", &self.log_level),
             ("log_format", &self.log_format),
+            ("upstream", &self.upstream),
+            ("metrics_listen", &self.metrics_listen),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
@@ -174,6 +203,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Emulator(args) => run_emulator(args),
+        Command::Demo(args) => run_demo(args),
         Command::Healthcheck(args) => healthcheck(args),
         Command::Ticket(args) => make_ticket(args),
     }
@@ -310,6 +340,129 @@ fn run_emulator(args: EmulatorArgs) -> ExitCode {
     };
     run_server(&args.listen, |listener| {
         emulator::serve(emu, listener, 2).map(|(_, server)| server)
+    })
+}
+
+fn run_demo(args: DemoArgs) -> ExitCode {
+    telemetry::init(LogFormat::Text, &args.log_level);
+    let users = match &args.users {
+        Some(path) => match emulator::read_users_file(path) {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => cloudbase_gateway::demo::default_users(),
+    };
+    let bind = |addr: &str| {
+        TcpListener::bind(addr).map_err(|e| {
+            eprintln!("cannot listen on {addr}: {}", e.kind());
+            ExitCode::FAILURE
+        })
+    };
+    let listener = match bind(&args.listen) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let emulator_listener = match bind("127.0.0.1:0") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Ok(mut addr) = listener.local_addr() else {
+        return ExitCode::FAILURE;
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let mut opts = EmulatorOptions::new("demo-env".to_string());
+        opts.users = users.clone();
+        let emu = match Emulator::new(opts, Arc::new(OsEntropy)) {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        let (running, emulator_server) = match emulator::serve(emu, emulator_listener, 1) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("cannot start the emulator: {}", e.kind());
+                return ExitCode::FAILURE;
+            }
+        };
+        actix_web::rt::spawn(emulator_server);
+        let upstream = match &args.upstream {
+            Some(u) => u.clone(),
+            None => {
+                let started = TcpListener::bind("127.0.0.1:0").and_then(|l| {
+                    let a = l.local_addr()?;
+                    Ok((a, cloudbase_gateway::demo::whoami_server(l)?))
+                });
+                match started {
+                    Ok((a, server)) => {
+                        actix_web::rt::spawn(server);
+                        format!("http://{a}")
+                    }
+                    Err(e) => {
+                        eprintln!("cannot start the whoami upstream: {}", e.kind());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        };
+        let mut flags = vec![
+            ("listen", addr.to_string()),
+            ("public_url", format!("http://{addr}")),
+            ("env_id", "demo-env".to_string()),
+            ("api_origin", running.url.clone()),
+            ("upstream", upstream),
+            ("insecure_cookie", "true".to_string()),
+            ("log_level", args.log_level.clone()),
+        ];
+        if let Some(m) = &args.metrics_listen {
+            flags.push(("metrics_listen", m.clone()));
+        }
+        let cfg = match config::load(None, Vec::<(String, String)>::new(), flags) {
+            Ok(c) => c,
+            Err(errors) => {
+                eprint!("{errors}");
+                return ExitCode::from(2);
+            }
+        };
+        let server = match server::build(&cfg, listener) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot start: {}", e.kind());
+                return ExitCode::FAILURE;
+            }
+        };
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on http://{addr}");
+            let _ = writeln!(out, "emulator on {}", running.url);
+            for u in &users {
+                let who = u
+                    .username
+                    .as_deref()
+                    .or(u.email.as_deref())
+                    .or(u.phone_number.as_deref())
+                    .unwrap_or("?");
+                match &u.password {
+                    Some(p) => {
+                        let _ = writeln!(out, "demo user {who} password {p}");
+                    }
+                    None => {
+                        let _ = writeln!(out, "demo user {who} (no password: sign in with a code)");
+                    }
+                }
+            }
+            let _ = writeln!(out, "open http://{addr}/ in a browser");
+            let _ = out.flush();
+        }
+        eprintln!("demo: cookies are sent over plain http (insecure_cookie); for local use only");
+        run_until_signal(server).await
     })
 }
 

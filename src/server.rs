@@ -1,35 +1,175 @@
-//! The gateway's HTTP server. Today it answers the health endpoints (`/ping`, `/ready`); the
-//! request path (sessions, proxy, sign-in pages) is built on it by the gateway-core work.
+//! Builds the gateway's HTTP servers from a [`Config`]: the main listener (endpoints and the
+//! proxy) and, when configured, the separate metrics listener.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 
+use crate::clock::{SharedClock, SystemClock};
+use crate::cloudbase::client::{ClientSettings, CloudBaseClient};
 use crate::config::Config;
+use crate::entropy::{OsEntropy, SharedEntropy};
+use crate::flow::redirect::ReturnUrls;
+use crate::keyring::Keyring;
+use crate::metrics::Metrics;
+use crate::proxy::policy::Routes;
+use crate::session::cookie::CookieFactory;
+use crate::session::manager::SessionManager;
+use crate::session::memory::MemoryStore;
+use crate::web::{routes, Gateway, Worker};
 
-/// Registers the health routes: `/ping` (alive) and `/ready` (able to serve).
-pub fn configure_health(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/ping",
-        web::get().to(|| async { HttpResponse::Ok().content_type("text/plain").body("OK") }),
-    )
-    .route(
-        "/ready",
-        web::get().to(|| async { HttpResponse::Ok().content_type("text/plain").body("ready") }),
-    );
+/// Injected time and randomness.
+#[derive(Clone)]
+pub struct Deps {
+    /// The clock.
+    pub clock: SharedClock,
+    /// The entropy source.
+    pub entropy: SharedEntropy,
+    /// Worker threads (0 = one per core).
+    pub workers: usize,
 }
 
-/// Builds the gateway server on `listener`. The returned server must be awaited.
+impl Default for Deps {
+    fn default() -> Self {
+        Deps {
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
+            workers: 0,
+        }
+    }
+}
+
+/// A started gateway.
+pub struct Running {
+    /// The main server; must be awaited (or spawned).
+    pub server: actix_web::dev::Server,
+    /// The metrics server, when `metrics_listen` is set; spawn it.
+    pub metrics: Option<actix_web::dev::Server>,
+    /// The shared state, for tests that look inside.
+    pub gateway: web::Data<Gateway>,
+}
+
+/// Builds the gateway on `listener` with the system clock and OS randomness, starting the
+/// metrics listener in the background when configured. Must run inside an actix system.
+///
+/// Fails when a listener cannot be used.
 pub fn build(config: &Config, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr)?),
+        None => None,
+    };
+    let running = build_with(config.clone(), listener, metrics, Deps::default())?;
+    if let Some(m) = running.metrics {
+        actix_web::rt::spawn(m);
+    }
+    Ok(running.server)
+}
+
+/// Builds the gateway with injected dependencies and an optional metrics listener.
+///
+/// Fails when a listener cannot be used.
+pub fn build_with(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    deps: Deps,
+) -> std::io::Result<Running> {
     tracing::info!(
         listen = %listener.local_addr()?,
         public_url = %config.public_url,
         env_id = %config.cloudbase.env_id,
         api_origin = %config.cloudbase.api_origin,
+        routes = config.routes.len(),
         "gateway starting"
     );
-    Ok(HttpServer::new(|| App::new().configure(configure_health))
-        .disable_signals()
-        .listen(listener)?
-        .run())
+    if config.cookie.insecure {
+        tracing::warn!("insecure_cookie is on: the session cookie is sent over plain http; use this for development only");
+    }
+    if config.cookie.secrets.is_none() {
+        tracing::warn!("no cookie_secret configured: a random key was made, and sessions end when the process does");
+    }
+    let keyring = Keyring::new(config.cookie.secrets.as_deref(), deps.entropy.as_ref());
+    let metrics = Arc::new(Metrics::default());
+    let store = Arc::new(MemoryStore::new(
+        config.session.capacity,
+        deps.clock.clone(),
+    ));
+    let sessions = SessionManager::new(
+        store,
+        CookieFactory::new(&config.cookie, &keyring),
+        deps.clock.clone(),
+        deps.entropy.clone(),
+        config.session.ttl,
+        config.session.refresh_margin,
+        metrics.clone(),
+    );
+    let gateway = web::Data::new(Gateway {
+        routes: Routes::new(config.routes.clone()),
+        return_urls: ReturnUrls::new(&config.public_url, &config.allowed_redirect_hosts),
+        sessions,
+        metrics: metrics.clone(),
+        clock: deps.clock.clone(),
+        entropy: deps.entropy.clone(),
+        config,
+    });
+
+    let settings = ClientSettings::from_config(&gateway.config.cloudbase);
+    let proxy_timeout = gateway.config.proxy.timeout;
+    let gw = gateway.clone();
+    let entropy = deps.entropy.clone();
+    let observer = metrics.clone();
+    let mut server = HttpServer::new(move || {
+        let cloudbase =
+            CloudBaseClient::new(settings.clone(), entropy.clone()).with_observer(observer.clone());
+        let http = awc::Client::builder()
+            .connector(
+                awc::Connector::new()
+                    .limit(0)
+                    .timeout(proxy_timeout.min(Duration::from_secs(10))),
+            )
+            .disable_redirects()
+            .max_http_version(awc::http::Version::HTTP_11)
+            .timeout(proxy_timeout)
+            .finish();
+        App::new()
+            .app_data(gw.clone())
+            .app_data(web::Data::new(Worker { cloudbase, http }))
+            .wrap_fn(routes::around)
+            .configure(routes::configure)
+    })
+    .disable_signals();
+    if deps.workers > 0 {
+        server = server.workers(deps.workers);
+    }
+    let server = server.listen(listener)?.run();
+
+    let metrics_server = match metrics_listener {
+        None => None,
+        Some(l) => {
+            let gw = gateway.clone();
+            Some(
+                HttpServer::new(move || {
+                    App::new().app_data(gw.clone()).route(
+                        "/metrics",
+                        web::get().to(|gw: web::Data<Gateway>| async move {
+                            HttpResponse::Ok()
+                                .content_type("text/plain; version=0.0.4")
+                                .body(gw.metrics.render(gw.sessions.store().count()))
+                        }),
+                    )
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(l)?
+                .run(),
+            )
+        }
+    };
+    Ok(Running {
+        server,
+        metrics: metrics_server,
+        gateway,
+    })
 }

@@ -117,6 +117,14 @@ pub struct CloudBaseClient {
     client_secret: Option<Secret>,
     timeout: Duration,
     entropy: SharedEntropy,
+    observer: Option<std::sync::Arc<dyn CallObserver>>,
+}
+
+/// Told about every finished call (for metrics).
+pub trait CallObserver: Send + Sync {
+    /// `endpoint` is the path template, `error` the CloudBase error code (or the transport
+    /// kind) when the call failed.
+    fn observe(&self, endpoint: &str, elapsed: Duration, error: Option<&str>);
 }
 
 impl std::fmt::Debug for CloudBaseClient {
@@ -229,7 +237,14 @@ impl CloudBaseClient {
             client_secret: settings.client_secret,
             timeout: settings.timeout,
             entropy,
+            observer: None,
         }
+    }
+
+    /// The same client reporting every call to `observer`.
+    pub fn with_observer(mut self, observer: std::sync::Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     fn secret_str(&self) -> &str {
@@ -350,9 +365,18 @@ impl CloudBaseClient {
             Ok::<_, CloudBaseError>((status, bytes))
         };
         // awc's own timeout covers sending and headers; this one also covers the body.
-        let (status, bytes) = match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(r) => r?,
-            Err(_) => return Err(timed_out()),
+        let outcome = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(timed_out()),
+        };
+        let (status, bytes) = match outcome {
+            Ok(x) => x,
+            Err(e) => {
+                if let Some(o) = &self.observer {
+                    o.observe(endpoint, started.elapsed(), Some("unreachable"));
+                }
+                return Err(e);
+            }
         };
         tracing::Span::current().record("status", status);
         let result = parse_response(endpoint, status, &bytes, &request_id);
@@ -361,6 +385,13 @@ impl CloudBaseClient {
             error = result.as_ref().err().and_then(|e| e.code()),
             "cloudbase call"
         );
+        if let Some(o) = &self.observer {
+            let code = result
+                .as_ref()
+                .err()
+                .map(|e| e.code().unwrap_or("transport"));
+            o.observe(endpoint, started.elapsed(), code);
+        }
         result
     }
 

@@ -1,0 +1,205 @@
+//! Route policies: which route a request belongs to and who may pass it. Rules only ever see
+//! the normalised path ([`normalize_path`]), so `/admin/../admin`, `%2e%2e`, `//admin`,
+//! `;` parameters and encoded slashes cannot walk around them.
+
+use percent_encoding::percent_decode;
+
+use crate::config::{Policy, RouteSpec};
+use crate::session::SessionRecord;
+
+/// The path the rules see: percent-decoded once, `;` parameters dropped from every segment,
+/// `\` treated as `/`, empty and `.` segments dropped, `..` resolved (never above the root).
+/// Keeps a trailing slash. `None` for a path that does not decode to UTF-8 or holds a NUL.
+pub fn normalize_path(raw: &str) -> Option<String> {
+    // The query and fragment never take part (actix hands us the path alone, but be sure).
+    let raw = raw.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_decode(raw.as_bytes()).decode_utf8().ok()?;
+    if decoded.contains('\0') {
+        return None;
+    }
+    let unified = decoded.replace('\\', "/");
+    let mut out: Vec<&str> = Vec::new();
+    let trailing = unified.ends_with('/') || unified.ends_with("/.") || unified.ends_with("/..");
+    for seg in unified.split('/') {
+        // `/admin;jsessionid=x` and `/..;/admin` (Tomcat-style parameters) lose the parameter.
+        let seg = seg.split(';').next().unwrap_or_default();
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut path = String::with_capacity(unified.len() + 1);
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if path.is_empty() || trailing {
+        path.push('/');
+    }
+    Some(path)
+}
+
+/// The compiled route table.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    routes: Vec<RouteSpec>,
+}
+
+/// What the policy says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Let it through.
+    Allow,
+    /// A session is needed and there is none.
+    SignIn,
+    /// Signed in, but the policy refuses this user.
+    Forbidden,
+}
+
+impl Routes {
+    /// Routes in the configured order.
+    pub fn new(routes: Vec<RouteSpec>) -> Routes {
+        Routes { routes }
+    }
+
+    /// The route for `host` (no port, any case) and the normalised `path`: a route naming the
+    /// host beats one that does not, then the longest prefix wins (on segment boundaries).
+    pub fn find(&self, host: &str, path: &str) -> Option<(usize, &RouteSpec)> {
+        let host = host.to_ascii_lowercase();
+        self.routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.host.as_deref().is_none_or(|h| h == host))
+            .filter(|(_, r)| prefix_matches(&r.path, path))
+            .max_by_key(|(i, r)| {
+                (
+                    r.host.is_some(),
+                    r.path.trim_end_matches('/').len(),
+                    usize::MAX - i,
+                )
+            })
+    }
+
+    /// The route at `index` (as returned by [`find`](Self::find)).
+    pub fn get(&self, index: usize) -> &RouteSpec {
+        &self.routes[index]
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Applies `policy` to the session (if any).
+pub fn decide(policy: &Policy, session: Option<&SessionRecord>) -> Decision {
+    match (policy, session) {
+        (Policy::Public, _) => Decision::Allow,
+        (_, None) => Decision::SignIn,
+        (Policy::Authenticated, Some(_)) => Decision::Allow,
+        (Policy::Registered, Some(s)) if !s.is_anonymous() => Decision::Allow,
+        (Policy::Groups(groups), Some(s))
+            if !s.is_anonymous() && s.user.groups.iter().any(|g| groups.contains(g)) =>
+        {
+            Decision::Allow
+        }
+        _ => Decision::Forbidden,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalised_once() {
+        for (raw, want) in [
+            ("/", "/"),
+            ("", "/"),
+            ("/admin/../admin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public%2f..%2fadmin", "/admin"),
+            ("//admin", "/admin"),
+            ("/admin;x=1/", "/admin/"),
+            ("/public/..;/admin", "/admin"),
+            ("/a/./b//c/", "/a/b/c/"),
+            ("/../../etc", "/etc"),
+            ("/public\\..\\admin", "/admin"),
+            ("/%252e%252e/admin", "/%2e%2e/admin"),
+            ("/a/..", "/"),
+            ("/x?y=/admin", "/x"),
+        ] {
+            assert_eq!(normalize_path(raw).as_deref(), Some(want), "{raw}");
+        }
+        assert_eq!(normalize_path("/%ff"), None);
+        assert_eq!(normalize_path("/a%00b"), None);
+    }
+
+    fn route(host: Option<&str>, path: &str, policy: Policy) -> RouteSpec {
+        RouteSpec {
+            host: host.map(str::to_string),
+            path: path.into(),
+            upstream: url::Url::parse("http://u").unwrap(),
+            policy,
+            anonymous_auto_sign_in: false,
+        }
+    }
+
+    #[test]
+    fn the_most_specific_route_wins() {
+        let routes = Routes::new(vec![
+            route(None, "/", Policy::Authenticated),
+            route(None, "/public", Policy::Public),
+            route(None, "/public/private/", Policy::Registered),
+            route(
+                Some("admin.example.com"),
+                "/",
+                Policy::Groups(vec!["admins".into()]),
+            ),
+        ]);
+        let idx = |h: &str, p: &str| routes.find(h, p).map(|(i, _)| i);
+        assert_eq!(idx("app.example.com", "/"), Some(0));
+        assert_eq!(idx("app.example.com", "/public"), Some(1));
+        assert_eq!(idx("app.example.com", "/public/x"), Some(1));
+        assert_eq!(idx("app.example.com", "/publicity"), Some(0));
+        assert_eq!(idx("app.example.com", "/public/private"), Some(2));
+        assert_eq!(idx("ADMIN.example.com", "/public"), Some(3));
+    }
+
+    #[test]
+    fn policies_decide() {
+        let mut s = SessionRecord {
+            access_token: crate::secret::Secret::new("t"),
+            refresh_token: None,
+            expires_at: 0,
+            refresh_expires_at: 0,
+            scope: "user".into(),
+            sub: "u".into(),
+            user: Default::default(),
+            device_id: String::new(),
+            created_at: 0,
+            last_seen: 0,
+            version: 0,
+        };
+        let admins = Policy::Groups(vec!["admins".into()]);
+        assert_eq!(decide(&Policy::Public, None), Decision::Allow);
+        assert_eq!(decide(&Policy::Authenticated, None), Decision::SignIn);
+        assert_eq!(decide(&Policy::Registered, Some(&s)), Decision::Allow);
+        assert_eq!(decide(&admins, Some(&s)), Decision::Forbidden);
+        s.user.groups = vec!["admins".into()];
+        assert_eq!(decide(&admins, Some(&s)), Decision::Allow);
+        s.scope = "anonymous".into();
+        assert_eq!(decide(&Policy::Authenticated, Some(&s)), Decision::Allow);
+        assert_eq!(decide(&Policy::Registered, Some(&s)), Decision::Forbidden);
+        assert_eq!(decide(&admins, Some(&s)), Decision::Forbidden);
+    }
+}

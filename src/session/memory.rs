@@ -1,0 +1,180 @@
+//! The in-memory session backend: a bounded moka cache whose entries expire with their refresh
+//! token, plus per-session refresh locks. One process only; sessions end with it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use moka::ops::compute::Op;
+use parking_lot::Mutex;
+
+use super::{RefreshLock, SessionKey, SessionRecord, SessionStore, StoreError};
+use crate::clock::SharedClock;
+
+/// Expires an entry at its record's `refresh_expires_at` by the injected clock.
+struct UntilRefreshExpiry {
+    clock: SharedClock,
+}
+
+impl UntilRefreshExpiry {
+    fn left(&self, record: &SessionRecord) -> Option<Duration> {
+        Some(Duration::from_secs(
+            record
+                .refresh_expires_at
+                .saturating_sub(self.clock.unix_secs()),
+        ))
+    }
+}
+
+impl moka::Expiry<SessionKey, Arc<SessionRecord>> for UntilRefreshExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &SessionKey,
+        value: &Arc<SessionRecord>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        self.left(value)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &SessionKey,
+        value: &Arc<SessionRecord>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        self.left(value)
+    }
+}
+
+/// Sessions in this process's memory.
+pub struct MemoryStore {
+    cache: moka::future::Cache<SessionKey, Arc<SessionRecord>>,
+    locks: Mutex<HashMap<SessionKey, Weak<tokio::sync::Mutex<()>>>>,
+    clock: SharedClock,
+}
+
+impl MemoryStore {
+    /// A store holding at most `capacity` sessions (the least used go first when full).
+    pub fn new(capacity: u64, clock: SharedClock) -> MemoryStore {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(UntilRefreshExpiry {
+                clock: clock.clone(),
+            })
+            .build();
+        MemoryStore {
+            cache,
+            locks: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    /// Whether `record` is still alive by the injected clock (moka's own timer runs on real
+    /// time, so a test that moves the clock relies on this check).
+    fn alive(&self, record: &SessionRecord) -> bool {
+        record.refresh_expires_at > self.clock.unix_secs()
+    }
+
+    fn lock_for(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock();
+        if let Some(lock) = locks.get(key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        // Drop locks nobody holds any more, so the map stays as small as the refreshes in flight.
+        if locks.len() >= 1024 {
+            locks.retain(|_, w| w.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(*key, Arc::downgrade(&lock));
+        lock
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn get<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
+        async move {
+            match self.cache.get(key).await {
+                Some(r) if self.alive(&r) => Ok(Some(r)),
+                Some(_) => {
+                    self.cache.invalidate(key).await;
+                    Ok(None)
+                }
+                None => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            self.cache.insert(*key, Arc::new(record)).await;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            self.cache.invalidate(key).await;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        expected_version: u64,
+        record: SessionRecord,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let record = Arc::new(record);
+            let mut swapped = false;
+            let _ = self
+                .cache
+                .entry(*key)
+                .and_compute_with(|current| {
+                    let op = match current {
+                        Some(entry) if entry.value().version == expected_version => {
+                            swapped = true;
+                            Op::Put(record)
+                        }
+                        _ => Op::Nop,
+                    };
+                    std::future::ready(op)
+                })
+                .await;
+            Ok(swapped)
+        }
+        .boxed()
+    }
+
+    fn refresh_lock<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<RefreshLock, StoreError>> {
+        async move {
+            let guard = self.lock_for(key).lock_owned().await;
+            Ok(RefreshLock::new(guard))
+        }
+        .boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        std::future::ready(Ok(())).boxed()
+    }
+
+    fn count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}

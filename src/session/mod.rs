@@ -1,0 +1,154 @@
+//! Sessions: the record kept server-side for each signed-in browser, the [`SessionStore`]
+//! trait every backend implements, and the in-memory backend. The cookie only ever carries an
+//! opaque handle ([`cookie`]); records are keyed by a hash of it ([`SessionKey`]), so a dump of
+//! the store cannot be replayed as cookies. [`manager`] holds the logic built on the store:
+//! sign-in, lookup, single-flight refresh and sign-out.
+
+pub mod cookie;
+pub mod manager;
+pub mod memory;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::secret::Secret;
+
+/// The store key of a session: SHA-256 of the cookie handle.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    /// The key for a (MAC-verified) 32-byte handle.
+    pub fn from_handle(handle: &[u8; 32]) -> SessionKey {
+        SessionKey(Sha256::digest(handle).into())
+    }
+
+    /// The key as bytes (a Redis backend names records after it).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A prefix is enough to correlate log lines, and is no use to anyone else.
+        write!(f, "SessionKey({}…)", hex::encode(&self.0[..4]))
+    }
+}
+
+/// What the gateway knows about the signed-in user, refreshed at sign-in and on refresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSnapshot {
+    /// Display name.
+    pub name: String,
+    /// User name.
+    pub username: String,
+    /// E-mail address.
+    pub email: String,
+    /// Phone number (`+86 138…`).
+    pub phone: String,
+    /// Avatar URL.
+    pub picture: String,
+    /// Group ids.
+    pub groups: Vec<String>,
+}
+
+/// One session. Times are Unix seconds from the injected clock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The CloudBase access token (a JWT).
+    #[serde(serialize_with = "crate::secret::expose")]
+    pub access_token: Secret,
+    /// The CloudBase refresh token; rotated on every refresh.
+    #[serde(serialize_with = "crate::secret::expose_opt")]
+    pub refresh_token: Option<Secret>,
+    /// When the access token expires.
+    pub expires_at: u64,
+    /// When the refresh token (and so the session) expires.
+    pub refresh_expires_at: u64,
+    /// CloudBase scope; contains `anonymous` for anonymous sessions.
+    pub scope: String,
+    /// The user id.
+    pub sub: String,
+    /// Profile fields shown to the upstream.
+    pub user: UserSnapshot,
+    /// `x-device-id` used for this browser's CloudBase calls.
+    pub device_id: String,
+    /// When the session was created.
+    pub created_at: u64,
+    /// When a request last used the session (updated at most once a minute).
+    pub last_seen: u64,
+    /// Bumped on every write; compare-and-swap checks it.
+    pub version: u64,
+}
+
+impl SessionRecord {
+    /// Whether this is an anonymous CloudBase session.
+    pub fn is_anonymous(&self) -> bool {
+        self.scope.split_whitespace().any(|s| s == "anonymous")
+    }
+}
+
+/// A store failure (a backend that cannot be reached). The memory backend never fails.
+#[derive(Debug, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// Held while one request refreshes a session; dropping it lets the next one in.
+pub struct RefreshLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl RefreshLock {
+    /// Wraps a backend's guard.
+    pub fn new(guard: impl Send + Sync + 'static) -> RefreshLock {
+        RefreshLock(Box::new(guard))
+    }
+}
+
+/// A session backend. All methods are async so that a network store (Redis) fits without
+/// changing callers.
+pub trait SessionStore: Send + Sync + 'static {
+    /// The record under `key`, or `None` when there is none (or it expired).
+    ///
+    /// Fails only when the backend is unreachable.
+    fn get<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>>;
+
+    /// Stores `record` under `key`, replacing any record; it lives until
+    /// `record.refresh_expires_at`.
+    fn put<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Removes the record under `key`, if any.
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Replaces the record under `key` with `record` only if the stored record's version is
+    /// `expected_version`. Returns whether it was replaced (false: changed or deleted
+    /// meanwhile). Used to store rotated tokens atomically.
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        expected_version: u64,
+        record: SessionRecord,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Waits for, then holds, the refresh lock of one session: at most one holder per session
+    /// (per process for memory, across replicas for a shared store).
+    fn refresh_lock<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<RefreshLock, StoreError>>;
+
+    /// Succeeds when the backend can be used (`/ready`).
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Approximate number of live sessions (a metric).
+    fn count(&self) -> u64;
+}

@@ -1,0 +1,290 @@
+//! The web layer: thin actix-web handlers over the session manager, the proxy and the flows.
+//! [`Gateway`] is the state every worker shares; [`Worker`] holds what each actix worker thread
+//! owns (the `awc` clients, which cannot cross threads). [`routes`] registers everything.
+
+pub mod auth;
+pub mod forward_auth;
+pub mod pages;
+pub mod routes;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpMessage, HttpRequest};
+
+use crate::clock::SharedClock;
+use crate::cloudbase::client::CloudBaseClient;
+use crate::config::{Config, IpNet};
+use crate::entropy::SharedEntropy;
+use crate::flow::redirect::ReturnUrls;
+use crate::metrics::Metrics;
+use crate::proxy::policy::Routes;
+use crate::session::manager::{FreshError, Loaded, SessionManager};
+
+/// The path prefix of the gateway's own endpoints.
+pub const PREFIX: &str = "/__auth";
+
+/// State shared by every worker.
+pub struct Gateway {
+    /// The validated configuration.
+    pub config: Config,
+    /// Sessions.
+    pub sessions: SessionManager,
+    /// Route table.
+    pub routes: Routes,
+    /// The return-URL validator.
+    pub return_urls: ReturnUrls,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Injected time.
+    pub clock: SharedClock,
+    /// Injected randomness.
+    pub entropy: SharedEntropy,
+}
+
+/// What one worker thread owns.
+pub struct Worker {
+    /// The CloudBase client.
+    pub cloudbase: CloudBaseClient,
+    /// The upstream client.
+    pub http: awc::Client,
+}
+
+/// Facts about one request the handlers need, computed once.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The TCP peer's address.
+    pub peer: Option<IpAddr>,
+    /// Whether the peer is a trusted proxy.
+    pub trusted: bool,
+    /// The request id (the client's when well-formed, else a new one).
+    pub request_id: String,
+    /// Whether the request is a browser navigation (gets pages and redirects, not JSON).
+    pub navigation: bool,
+    /// The host the browser asked for, lower case, without port.
+    pub host: String,
+    /// The Host header as sent (with port), for building URLs back to it.
+    pub authority: String,
+    /// `http` or `https` as the browser used.
+    pub proto: String,
+}
+
+/// The request id stored in request extensions by the middleware.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl Gateway {
+    /// Whether `peer` is a configured trusted proxy.
+    pub fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|ip| {
+            self.config
+                .trusted_proxies
+                .iter()
+                .any(|n: &IpNet| n.contains(ip))
+        })
+    }
+
+    /// The facts about `req`.
+    pub fn incoming(&self, req: &HttpRequest) -> Incoming {
+        let peer = req.peer_addr().map(|a| a.ip());
+        let trusted = self.is_trusted(peer);
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| self.entropy.hex_id());
+        let authority = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_else(|| {
+                self.config
+                    .public_url
+                    .host_str()
+                    .unwrap_or_default()
+                    .to_string()
+            });
+        let proto = trusted
+            .then(|| first_value(req.headers(), "x-forwarded-proto"))
+            .flatten()
+            .filter(|p| p == "http" || p == "https")
+            .unwrap_or_else(|| self.config.public_url.scheme().to_string());
+        Incoming {
+            peer,
+            trusted,
+            request_id,
+            navigation: is_navigation(req.headers()),
+            host: host_without_port(&authority),
+            authority,
+            proto,
+        }
+    }
+
+    /// The session behind the request's cookie, made fresh. `Ok(None)` when there is none or
+    /// it just ended; `cleared` tells the caller to delete the cookie.
+    pub async fn session(
+        &self,
+        req: &HttpRequest,
+        worker: &Worker,
+    ) -> Result<SessionLookup, crate::error::GatewayError> {
+        let cookie = req.cookie(self.sessions.cookies().session_name());
+        let had_cookie = cookie.is_some();
+        let loaded = self
+            .sessions
+            .load(cookie.as_ref().map(|c| c.value()))
+            .await?;
+        let Some(loaded) = loaded else {
+            return Ok(SessionLookup {
+                session: None,
+                clear_cookie: had_cookie,
+            });
+        };
+        match self.sessions.fresh(&worker.cloudbase, loaded).await {
+            Ok(l) => {
+                self.sessions.touch(&l).await;
+                Ok(SessionLookup {
+                    session: Some(l),
+                    clear_cookie: false,
+                })
+            }
+            Err(FreshError::Ended) => Ok(SessionLookup {
+                session: None,
+                clear_cookie: true,
+            }),
+            Err(FreshError::Unavailable) => Err(crate::error::GatewayError::CloudBaseUnavailable),
+            Err(FreshError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// The sign-in page URL that returns to where `req` wanted to go.
+    pub fn login_url(&self, req: &HttpRequest, inc: &Incoming) -> String {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let ours = Some(inc.host.as_str()) == self.config.public_url.host_str();
+        let back = if ours {
+            pq.to_string()
+        } else {
+            format!("{}://{}{}", inc.proto, inc.authority, pq)
+        };
+        let encoded: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+        let base = self.config.public_url.as_str().trim_end_matches('/');
+        if ours {
+            format!("{PREFIX}/?rd={encoded}")
+        } else {
+            format!("{base}{PREFIX}/?rd={encoded}")
+        }
+    }
+}
+
+/// The outcome of looking up a request's session.
+pub struct SessionLookup {
+    /// The fresh session, if any.
+    pub session: Option<Loaded>,
+    /// The cookie named a session that is gone: delete it.
+    pub clear_cookie: bool,
+}
+
+/// `host:port` or `[v6]:port` → the host, lower case.
+pub fn host_without_port(authority: &str) -> String {
+    let host = if authority.starts_with('[') {
+        authority
+            .split_once(']')
+            .map(|(h, _)| format!("{h}]"))
+            .unwrap_or_else(|| authority.to_string())
+    } else {
+        authority.split(':').next().unwrap_or_default().to_string()
+    };
+    host.to_ascii_lowercase()
+}
+
+fn first_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// A navigation: `Sec-Fetch-Mode: navigate`, or (without Fetch metadata) an `Accept` that
+/// prefers HTML to JSON. Fetch and XHR calls, even when they accept HTML, are not navigations.
+pub fn is_navigation(headers: &HeaderMap) -> bool {
+    if let Some(mode) = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+        return mode.eq_ignore_ascii_case("navigate");
+    }
+    if headers
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"))
+    {
+        return false;
+    }
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut html = 0.0f32;
+    let mut other = 0.0f32;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "text/html" | "application/xhtml+xml" => html = html.max(q),
+            "application/json" | "text/event-stream" => other = other.max(q),
+            _ => {}
+        }
+    }
+    html > 0.0 && html >= other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn navigations_are_told_from_api_calls() {
+        assert!(is_navigation(&h(&[("sec-fetch-mode", "navigate")])));
+        assert!(!is_navigation(&h(&[
+            ("sec-fetch-mode", "cors"),
+            ("accept", "text/html")
+        ])));
+        assert!(is_navigation(&h(&[(
+            "accept",
+            "text/html,application/xhtml+xml,*/*;q=0.8"
+        )])));
+        assert!(!is_navigation(&h(&[("accept", "application/json")])));
+        assert!(!is_navigation(&h(&[("accept", "*/*")])));
+        assert!(!is_navigation(&h(&[])));
+        assert!(!is_navigation(&h(&[(
+            "accept",
+            "application/json, text/html;q=0.5"
+        )])));
+        assert!(!is_navigation(&h(&[
+            ("accept", "text/html"),
+            ("x-requested-with", "XMLHttpRequest")
+        ])));
+    }
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("App.Example.com:4180"), "app.example.com");
+        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+        assert_eq!(host_without_port("localhost"), "localhost");
+    }
+}

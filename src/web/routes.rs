@@ -1,0 +1,107 @@
+//! Every route and middleware of the gateway, in one place.
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, HttpMessage, HttpResponse};
+use tracing::Instrument;
+
+use super::{auth, forward_auth, Gateway, RequestId, PREFIX};
+
+/// The route label recorded for metrics (set by handlers that know better than the path).
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub String);
+
+/// Registers the gateway's endpoints; everything else goes to the proxy.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ping", web::get().to(ping))
+        .route("/ready", web::get().to(ready))
+        .route(PREFIX, web::get().to(auth::login))
+        .route(&format!("{PREFIX}/"), web::get().to(auth::login))
+        .route(
+            &format!("{PREFIX}/sign_in/password"),
+            web::post().to(auth::sign_in_password),
+        )
+        .route(
+            &format!("{PREFIX}/sign_out"),
+            web::get().to(auth::sign_out_page),
+        )
+        .route(
+            &format!("{PREFIX}/sign_out"),
+            web::post().to(auth::sign_out),
+        )
+        .route(&format!("{PREFIX}/auth"), web::get().to(forward_auth::auth))
+        .route(&format!("{PREFIX}/userinfo"), web::get().to(auth::userinfo))
+        .default_service(web::to(crate::proxy::proxy));
+}
+
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("OK")
+}
+
+async fn ready(gw: web::Data<Gateway>) -> HttpResponse {
+    match gw.sessions.store().ping().await {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("session store unreachable"),
+    }
+}
+
+/// A well-formed client request id is kept (so traces join up); anything else is replaced.
+fn valid_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    .then(|| s.to_string())
+}
+
+/// The request middleware: request id, a tracing span carrying it, the `X-Request-Id` response
+/// header and the request counter by route and status.
+pub fn around<S>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse, actix_web::Error>> + 'static
+where
+    S: Service<
+        actix_web::dev::ServiceRequest,
+        Response = ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    S::Future: 'static,
+{
+    let gw = req.app_data::<web::Data<Gateway>>().cloned();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| gw.as_ref().map(|g| g.entropy.hex_id()).unwrap_or_default());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let fut = {
+        let _entered = span.enter();
+        srv.call(req)
+    };
+    async move {
+        let mut res = fut.await?;
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), v);
+        }
+        let status = res.status().as_u16();
+        let route = res
+            .request()
+            .extensions()
+            .get::<RouteLabel>()
+            .map(|r| r.0.clone())
+            .or_else(|| res.request().match_pattern())
+            .unwrap_or_else(|| "unmatched".to_string());
+        if let Some(gw) = gw {
+            gw.metrics.request(&route, status);
+        }
+        tracing::debug!(status, "answered");
+        Ok(res)
+    }
+    .instrument(span)
+}
