@@ -1032,13 +1032,11 @@ fn routes(c: &mut Collector) -> Option<Vec<RouteSpec>> {
     let default = c
         .take("upstream")
         .map(|v| parse_or(c, "upstream", v, upstream_url));
-    let default = match default {
-        Some(None) => return None,
-        Some(Some(u)) => Some(u),
-        None => None,
-    };
+    // A bad top-level upstream is reported; the routes are still checked, so that every
+    // problem shows at once.
+    let mut ok = !matches!(default, Some(None));
+    let default = default.flatten();
     let mut out = Vec::new();
-    let mut ok = true;
     if let Some((raw, source)) = c.routes.take() {
         for (i, r) in raw.into_iter().enumerate() {
             let mut bad = |c: &mut Collector, msg: String| {
@@ -1115,17 +1113,16 @@ fn routes(c: &mut Collector) -> Option<Vec<RouteSpec>> {
         }
     }
     match default {
-        Some(upstream) => {
-            if !out.iter().any(|r| r.host.is_none() && r.path == "/") {
-                out.push(RouteSpec {
-                    host: None,
-                    path: "/".into(),
-                    upstream,
-                    policy: Policy::Authenticated,
-                    anonymous_auto_sign_in: false,
-                });
-            }
+        Some(upstream) if !out.iter().any(|r| r.host.is_none() && r.path == "/") => {
+            out.push(RouteSpec {
+                host: None,
+                path: "/".into(),
+                upstream,
+                policy: Policy::Authenticated,
+                anonymous_auto_sign_in: false,
+            });
         }
+        Some(_) => {}
         None if out.is_empty() && ok => {
             c.problem(
                 "upstream",

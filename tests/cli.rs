@@ -85,7 +85,7 @@ fn every_subcommand_has_help() {
 fn check_config_prints_the_redacted_result() {
     let dir = tempfile::tempdir().unwrap();
     let secret = file(&dir, "secret", "very-secret-value\n");
-    let cfg = file(&dir, "gw.toml", &format!("env_id = \"file-env\"\npublic_url = \"https://gw.example.com\"\nclient_secret_file = \"{secret}\"\n"));
+    let cfg = file(&dir, "gw.toml", &format!("env_id = \"file-env\"\npublic_url = \"https://gw.example.com\"\nupstream = \"http://127.0.0.1:8080\"\nclient_secret_file = \"{secret}\"\n"));
     let out = cmd(&["check-config", "--config", &cfg, "--listen", "0.0.0.0:9000"])
         .env("CLOUDBASE_GATEWAY_REGION", "ap-guangzhou")
         .output()
@@ -125,7 +125,8 @@ fn check_config_reports_every_problem_at_once() {
         "unknown key",
         "public_url (CLOUDBASE_GATEWAY_PUBLIC_URL): is required",
         "cloudbase_timeout (CLOUDBASE_GATEWAY_CLOUDBASE_TIMEOUT) from environment",
-        "5 configuration problem(s)",
+        "upstream (CLOUDBASE_GATEWAY_UPSTREAM): is required",
+        "6 configuration problem(s)",
     ] {
         assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
     }
@@ -142,6 +143,8 @@ fn environment_that_is_not_utf8() {
         "e",
         "--public-url",
         "https://a.example.com",
+        "--upstream",
+        "http://127.0.0.1:8080",
     ];
     // Somebody else's variable: ignored (std::env::vars would have panicked).
     let out = cmd(&flags).env("OTHER_TOOL_SETTING", bad).output().unwrap();
@@ -241,7 +244,7 @@ fn emulator_refuses_bad_users_files_and_keys() {
 
 #[test]
 fn serve_answers_health_checks() {
-    let gw = start(cmd(&[
+    let mut serve = cmd(&[
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -249,13 +252,62 @@ fn serve_answers_health_checks() {
         "e1",
         "--public-url",
         "http://127.0.0.1:4180",
-    ]));
+        "--upstream",
+        "http://127.0.0.1:9",
+    ]);
+    serve.env("CLOUDBASE_GATEWAY_INSECURE_COOKIE", "true");
+    let gw = start(serve);
     let ok = run(&["healthcheck", &format!("{}/ping", gw.1)]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     assert!(http_get(&format!("{}/ready", gw.1)).starts_with("HTTP/1.1 200"));
     // Bad configuration: exit 2 before binding anything.
     let out = run(&["serve", "--listen", "nowhere"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn demo_prints_both_urls_then_the_users_and_protects_whoami() {
+    let mut child = cmd(&["demo", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("line");
+        lines.push(line.trim_end().to_string());
+    }
+    let guard = Running(child, String::new());
+    let gw = lines[0]
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{lines:?}"))
+        .to_string();
+    let emu = lines[1]
+        .strip_prefix("emulator on ")
+        .unwrap_or_else(|| panic!("{lines:?}"))
+        .to_string();
+    assert!(
+        gw.starts_with("http://127.0.0.1:") && gw != "http://127.0.0.1:0",
+        "{gw}"
+    );
+    assert!(emu.starts_with("http://127.0.0.1:") && emu != gw, "{emu}");
+    assert_eq!(lines[2], "demo user alice password alice-password-1");
+    assert_eq!(lines[3], "demo user bob password bob-password-1");
+    assert!(http_get(&format!("{gw}/ping")).starts_with("HTTP/1.1 200"));
+    assert!(http_get(&format!("{emu}/__emulator/users")).contains("alice@example.com"));
+    let login = http_get(&format!("{gw}/__auth/"));
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    assert!(
+        login.contains("cbgw_session_csrf="),
+        "plain-http cookie names in the demo"
+    );
+    // Without a session the whoami upstream is out of reach (this raw client sends no Accept).
+    let denied = http_get(&format!("{gw}/whoami"));
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    assert!(denied.contains("\"error\":\"unauthenticated\""), "{denied}");
+    drop(guard);
 }
 
 #[test]

@@ -47,32 +47,35 @@ fn spawn_special_upstream() -> String {
             )
             .route(
                 "/ws/echo",
-                web::get().to(|req: actix_web::HttpRequest, body: web::Payload| async move {
-                    let (resp, mut session, mut msgs) = actix_ws::handle(&req, body)?;
-                    let auth = req
-                        .headers()
-                        .get("authorization")
-                        .map(|v| v.to_str().unwrap_or("").to_string())
-                        .unwrap_or_default();
-                    actix_web::rt::spawn(async move {
-                        while let Some(Ok(m)) = msgs.recv().await {
-                            match m {
-                                actix_ws::Message::Text(t) => {
-                                    let reply = format!("{t}|{}", auth.starts_with("Bearer ey"));
-                                    if session.text(reply).await.is_err() {
+                web::get().to(
+                    |req: actix_web::HttpRequest, body: web::Payload| async move {
+                        let (resp, mut session, mut msgs) = actix_ws::handle(&req, body)?;
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .map(|v| v.to_str().unwrap_or("").to_string())
+                            .unwrap_or_default();
+                        actix_web::rt::spawn(async move {
+                            while let Some(Ok(m)) = msgs.recv().await {
+                                match m {
+                                    actix_ws::Message::Text(t) => {
+                                        let reply =
+                                            format!("{t}|{}", auth.starts_with("Bearer ey"));
+                                        if session.text(reply).await.is_err() {
+                                            break;
+                                        }
+                                    }
+                                    actix_ws::Message::Close(r) => {
+                                        let _ = session.close(r).await;
                                         break;
                                     }
+                                    _ => {}
                                 }
-                                actix_ws::Message::Close(r) => {
-                                    let _ = session.close(r).await;
-                                    break;
-                                }
-                                _ => {}
                             }
-                        }
-                    });
-                    Ok::<_, actix_web::Error>(resp)
-                }),
+                        });
+                        Ok::<_, actix_web::Error>(resp)
+                    },
+                ),
             )
     })
     .workers(1)
@@ -166,7 +169,12 @@ fn cookie_value(set_cookie: &str) -> String {
 
 /// A CSRF cookie value and the form token for it, from a gateway page at `path`.
 async fn csrf_for(gw: &Gw, path: &str) -> (String, String) {
-    let mut resp = gw.http.get(format!("{}{path}", gw.url)).send().await.unwrap();
+    let mut resp = gw
+        .http
+        .get(format!("{}{path}", gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let csrf = cookie_value(&set_cookie(&resp, CSRF).expect("csrf cookie"));
     let html = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
@@ -286,7 +294,11 @@ async fn secure_cookies_take_host_or_secure_prefix() {
     let running = server::build_with(cfg, listener, None, Deps::default()).unwrap();
     actix_web::rt::spawn(running.server);
     let http = awc::Client::builder().disable_redirects().finish();
-    let mut page = http.get(format!("http://{addr}/__auth/")).send().await.unwrap();
+    let mut page = http
+        .get(format!("http://{addr}/__auth/"))
+        .send()
+        .await
+        .unwrap();
     let csrf_cookie = page
         .headers()
         .get_all("set-cookie")
@@ -295,11 +307,21 @@ async fn secure_cookies_take_host_or_secure_prefix() {
         .unwrap()
         .to_string();
     let html = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
-    let token = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     let resp = http
         .post(format!("http://{addr}/__auth/sign_in/password"))
         .insert_header(("cookie", csrf_cookie.split(';').next().unwrap().to_string()))
-        .send_form(&[("csrf", token), ("username", "alice"), ("password", "alice-pass-1")])
+        .send_form(&[
+            ("csrf", token),
+            ("username", "alice"),
+            ("password", "alice-pass-1"),
+        ])
         .await
         .unwrap();
     assert_eq!(resp.status(), 302);
@@ -310,7 +332,14 @@ async fn secure_cookies_take_host_or_secure_prefix() {
         .find(|c| c.starts_with("__Secure-cbgw_session="))
         .expect("__Secure- session cookie")
         .to_string();
-    for part in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=2592000", "Domain=example.com"] {
+    for part in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=2592000",
+        "Domain=example.com",
+    ] {
         assert!(c.contains(part), "{part} missing in {c}");
     }
 }
@@ -323,7 +352,10 @@ async fn bearer_is_injected_and_spoofed_identity_is_stripped() {
         .http
         .get(format!("{}/api/data?x=1", gw.url))
         .insert_header(("accept", "application/json"))
-        .insert_header(("cookie", format!("other=1; {SESSION}={s}; {CSRF}=abc; last=2")))
+        .insert_header((
+            "cookie",
+            format!("other=1; {SESSION}={s}; {CSRF}=abc; last=2"),
+        ))
         .insert_header(("authorization", "Basic c3Bvb2Y6c3Bvb2Y="))
         .insert_header(("X-Forwarded-User", "admin"))
         .insert_header(("x_forwarded_user", "admin"))
@@ -362,7 +394,10 @@ async fn bearer_is_injected_and_spoofed_identity_is_stripped() {
     assert_eq!(h["cookie"], "other=1; last=2");
     for key in h.as_object().unwrap().keys() {
         assert!(!key.contains('_'), "{key} reached the upstream");
-        assert!(!key.starts_with("x-auth-request"), "{key} reached the upstream");
+        assert!(
+            !key.starts_with("x-auth-request"),
+            "{key} reached the upstream"
+        );
     }
 }
 
@@ -387,7 +422,10 @@ async fn navigations_are_redirected_and_api_calls_get_401() {
     for headers in [
         vec![("sec-fetch-mode", "cors"), ("accept", "text/html")],
         vec![("accept", "*/*")],
-        vec![("x-requested-with", "XMLHttpRequest"), ("accept", "text/html")],
+        vec![
+            ("x-requested-with", "XMLHttpRequest"),
+            ("accept", "text/html"),
+        ],
     ] {
         let mut req = gw.http.get(format!("{}/reports/q1", gw.url));
         for h in headers {
@@ -460,13 +498,28 @@ async fn policies_hold_against_bypass_attempts() {
     let anon = cookie_value(&set_cookie(&resp, SESSION).expect("anonymous session cookie"));
     let seen: Value = resp.json().await.unwrap();
     assert_eq!(seen["headers"]["x-cloudbase-scope"], "anonymous");
-    assert!(seen["headers"]["authorization"].as_str().unwrap().starts_with("Bearer ey"));
-    assert_eq!(gw.env.requests_to("/auth/v1/signin/anonymously").await.len(), 1);
+    assert!(seen["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer ey"));
+    assert_eq!(
+        gw.env
+            .requests_to("/auth/v1/signin/anonymously")
+            .await
+            .len(),
+        1
+    );
     assert_eq!(gw.api("/shop/cart", Some(&anon)).await.0, 200);
     assert_eq!(gw.api("/anything", Some(&anon)).await.0, 200);
     assert_eq!(gw.api("/members", Some(&anon)).await.0, 403);
     assert_eq!(gw.api("/admin", Some(&anon)).await.0, 403);
-    assert_eq!(gw.env.requests_to("/auth/v1/signin/anonymously").await.len(), 1);
+    assert_eq!(
+        gw.env
+            .requests_to("/auth/v1/signin/anonymously")
+            .await
+            .len(),
+        1
+    );
 }
 
 #[actix_web::test]
@@ -484,7 +537,10 @@ async fn one_refresh_for_a_hundred_concurrent_requests() {
     let gw = start("").await;
     let s = gw.sign_in("alice", "alice-pass-1").await;
     let (_, before) = gw.api("/x", Some(&s)).await;
-    let old_bearer = before["headers"]["authorization"].as_str().unwrap().to_string();
+    let old_bearer = before["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // 7200 s tokens: 100 s before expiry is inside the 300 s margin.
     gw.clock.advance(Duration::from_secs(7100));
     assert_eq!(gw.env.delete("/__emulator/requests").await, 200);
@@ -497,7 +553,12 @@ async fn one_refresh_for_a_hundred_concurrent_requests() {
     let mut bearers = std::collections::HashSet::new();
     for (status, seen) in &results {
         assert_eq!(*status, 200);
-        bearers.insert(seen["headers"]["authorization"].as_str().unwrap().to_string());
+        bearers.insert(
+            seen["headers"]["authorization"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 1);
     assert_eq!(bearers.len(), 1, "every request used the refreshed token");
@@ -512,11 +573,23 @@ async fn one_refresh_for_a_hundred_concurrent_requests() {
         .await
         .unwrap();
     let metrics = String::from_utf8(metrics.to_vec()).unwrap();
-    assert!(metrics.contains("cloudbase_gateway_refreshes_total{outcome=\"ok\"} 1"), "{metrics}");
-    assert!(metrics.contains("cloudbase_gateway_active_sessions"), "{metrics}");
-    assert!(metrics.contains("cloudbase_gateway_sign_ins_total{method=\"password\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("cloudbase_gateway_refreshes_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cloudbase_gateway_active_sessions"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cloudbase_gateway_sign_ins_total{method=\"password\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("endpoint=\"/auth/v1/token\""), "{metrics}");
-    assert!(metrics.contains("cloudbase_gateway_proxy_duration_seconds_count"), "{metrics}");
+    assert!(
+        metrics.contains("cloudbase_gateway_proxy_duration_seconds_count"),
+        "{metrics}"
+    );
     assert!(metrics.contains("route=\"/\",status=\"200\""), "{metrics}");
 }
 
@@ -536,7 +609,10 @@ async fn invalid_grant_ends_the_session() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 302);
-    assert_eq!(resp.headers().get("location").unwrap(), "/__auth/?rd=%2Fpage");
+    assert_eq!(
+        resp.headers().get("location").unwrap(),
+        "/__auth/?rd=%2Fpage"
+    );
     let cleared = set_cookie(&resp, SESSION).expect("cookie cleared");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
     assert_eq!(gw.api("/page", Some(&s)).await.0, 401);
@@ -577,12 +653,17 @@ async fn anonymous_sessions_sign_in_again_on_invalid_grant() {
 async fn cloudbase_outage_keeps_valid_sessions_serving() {
     let gw = start("").await;
     let s = gw.sign_in("alice", "alice-pass-1").await;
-    gw.fault(json!({"path": "/auth/v1/token", "status": 503, "error": "unavailable", "times": 100}))
-        .await;
+    gw.fault(
+        json!({"path": "/auth/v1/token", "status": 503, "error": "unavailable", "times": 100}),
+    )
+    .await;
     gw.clock.advance(Duration::from_secs(7100));
     let (status, seen) = gw.api("/still", Some(&s)).await;
     assert_eq!(status, 200);
-    assert!(seen["headers"]["authorization"].as_str().unwrap().starts_with("Bearer ey"));
+    assert!(seen["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer ey"));
     // Past the token's expiry, with CloudBase still down: 503, and the session survives.
     gw.clock.advance(Duration::from_secs(200));
     let (status, body) = gw.api("/still", Some(&s)).await;
@@ -590,7 +671,11 @@ async fn cloudbase_outage_keeps_valid_sessions_serving() {
     assert_eq!(body["error"], "cloudbase_unavailable");
     assert_eq!(gw.env.delete("/__emulator/faults").await, 200);
     gw.clock.advance(Duration::from_secs(60));
-    assert_eq!(gw.api("/still", Some(&s)).await.0, 200, "recovers once CloudBase is back");
+    assert_eq!(
+        gw.api("/still", Some(&s)).await.0,
+        200,
+        "recovers once CloudBase is back"
+    );
 }
 
 #[actix_web::test]
@@ -609,7 +694,13 @@ async fn upstream_failures_limits_and_websockets() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 502);
-    assert!(resp.headers().get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let (status, body) = gw.api("/slow", Some(&s)).await;
     assert_eq!(status, 504);
     assert_eq!(body["error"], "upstream_timeout");
@@ -678,7 +769,14 @@ async fn sign_out_revokes_clears_and_refuses_the_old_cookie() {
     let csrf = cookie_value(&set_cookie(&page, CSRF).unwrap());
     let html = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
     assert!(html.contains("alice"), "{html}");
-    let token = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(gw.api("/x", Some(&s)).await.0, 200, "GET did not sign out");
 
     // Without the CSRF token: refused, still signed in.
@@ -700,7 +798,11 @@ async fn sign_out_revokes_clears_and_refuses_the_old_cookie() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 302);
-    assert_eq!(resp.headers().get("location").unwrap(), "/", "open redirect refused");
+    assert_eq!(
+        resp.headers().get("location").unwrap(),
+        "/",
+        "open redirect refused"
+    );
     assert!(set_cookie(&resp, SESSION).unwrap().contains("Max-Age=0"));
     assert_eq!(gw.env.requests_to("/auth/v1/revoke").await.len(), 1);
     assert_eq!(gw.api("/x", Some(&s)).await.0, 401);
@@ -709,7 +811,10 @@ async fn sign_out_revokes_clears_and_refuses_the_old_cookie() {
 
 #[actix_web::test]
 async fn forward_auth_answers_like_oauth2_proxy() {
-    let gw = start("trusted_proxies = [\"127.0.0.1\"]\n[[routes]]\npath = \"/admin\"\ngroups = [\"admin\"]\n").await;
+    let gw = start(
+        "trusted_proxies = [\"127.0.0.1\"]\n[[routes]]\npath = \"/admin\"\ngroups = [\"admin\"]\n",
+    )
+    .await;
     let s = gw.sign_in("alice", "alice-pass-1").await;
     let resp = gw
         .http
@@ -725,7 +830,11 @@ async fn forward_auth_answers_like_oauth2_proxy() {
     assert_eq!(h.get("x-auth-request-email").unwrap(), "alice@example.com");
     assert_eq!(h.get("x-auth-request-groups").unwrap(), "staff");
     assert!(!h.get("x-auth-request-user").unwrap().is_empty());
-    let token = h.get("x-auth-request-access-token").unwrap().to_str().unwrap();
+    let token = h
+        .get("x-auth-request-access-token")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert_eq!(
         h.get("authorization").unwrap().to_str().unwrap(),
         format!("Bearer {token}")
@@ -791,7 +900,12 @@ async fn userinfo_shows_the_user_never_the_tokens() {
     assert_eq!(body["error"], "unauthenticated");
     let (status, _) = gw.api("/__auth/nothing-here", Some(&s)).await;
     assert_eq!(status, 404, "unknown gateway paths are not proxied");
-    let ready = gw.http.get(format!("{}/ready", gw.url)).send().await.unwrap();
+    let ready = gw
+        .http
+        .get(format!("{}/ready", gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 }
 
@@ -803,7 +917,12 @@ async fn wrong_password_and_csrf_failures_are_clear() {
         .http
         .post(format!("{}/__auth/sign_in/password", gw.url))
         .insert_header(("cookie", format!("{CSRF}={csrf}")))
-        .send_form(&[("csrf", token.as_str()), ("username", "alice"), ("password", "nope"), ("rd", "/dash")])
+        .send_form(&[
+            ("csrf", token.as_str()),
+            ("username", "alice"),
+            ("password", "nope"),
+            ("rd", "/dash"),
+        ])
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
@@ -816,7 +935,11 @@ async fn wrong_password_and_csrf_failures_are_clear() {
     let resp = gw
         .http
         .post(format!("{}/__auth/sign_in/password", gw.url))
-        .send_form(&[("csrf", token.as_str()), ("username", "alice"), ("password", "alice-pass-1")])
+        .send_form(&[
+            ("csrf", token.as_str()),
+            ("username", "alice"),
+            ("password", "alice-pass-1"),
+        ])
         .await
         .unwrap();
     assert_eq!(resp.status(), 403, "no CSRF cookie");

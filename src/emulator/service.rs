@@ -809,8 +809,7 @@ impl Emulator {
         if self
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % PRUNE_EVERY
-            == 0
+            .is_multiple_of(PRUNE_EVERY)
         {
             self.prune();
         }
