@@ -77,7 +77,10 @@ impl GatewayError {
                 Some("unauthenticated") => StatusCode::UNAUTHORIZED,
                 Some("permission_denied") => StatusCode::FORBIDDEN,
                 Some("resource_exhausted") => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::BAD_REQUEST,
+                Some("invalid_argument") => StatusCode::BAD_REQUEST,
+                // Anything else is CloudBase refusing something the visitor did not get wrong
+                // (anonymous sign-in switched off, a misconfigured environment).
+                _ => StatusCode::BAD_GATEWAY,
             },
         }
     }

@@ -450,6 +450,11 @@ fn run_demo(args: DemoArgs) -> ExitCode {
                     .or(u.phone_number.as_deref())
                     .unwrap_or("?");
                 match &u.password {
+                    // Passwords from a --users file may be real: only the built-in demo
+                    // users' (public) passwords are printed.
+                    Some(_) if args.users.is_some() => {
+                        let _ = writeln!(out, "demo user {who}");
+                    }
                     Some(p) => {
                         let _ = writeln!(out, "demo user {who} password {p}");
                     }

@@ -472,6 +472,9 @@ async fn policies_hold_against_bypass_attempts() {
         "/public%2F..%2Fadmin",
         "/./admin",
         "/public/../admin",
+        "/admin/x%2F..%2F..%2Fpublic",
+        "/admin/..;/public",
+        "/admin/%2e%2e/public",
     ] {
         let (status, body) = gw.api(path, Some(&alice)).await;
         assert_eq!(status, 403, "{path}: {body}");
@@ -562,6 +565,22 @@ async fn one_refresh_for_a_hundred_concurrent_requests() {
     }
     assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 1);
     assert_eq!(bearers.len(), 1, "every request used the refreshed token");
+    // The refresh extended the session: the cookie's Max-Age was renewed, handle unchanged
+    // (checked on a request after the storm, which sees no further refresh).
+    gw.clock.advance(Duration::from_secs(7100));
+    let resp = gw
+        .http
+        .get(format!("{}/again", gw.url))
+        .insert_header(("accept", "application/json"))
+        .insert_header(("cookie", format!("{SESSION}={s}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let renewed = set_cookie(&resp, SESSION).expect("renewed cookie");
+    assert_eq!(cookie_value(&renewed), s);
+    assert!(renewed.contains("Max-Age=2592000"), "{renewed}");
+    assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 2);
     assert!(!bearers.contains(&old_bearer));
     let metrics = gw
         .http
@@ -574,7 +593,7 @@ async fn one_refresh_for_a_hundred_concurrent_requests() {
         .unwrap();
     let metrics = String::from_utf8(metrics.to_vec()).unwrap();
     assert!(
-        metrics.contains("cloudbase_gateway_refreshes_total{outcome=\"ok\"} 1"),
+        metrics.contains("cloudbase_gateway_refreshes_total{outcome=\"ok\"} 2"),
         "{metrics}"
     );
     assert!(
@@ -676,6 +695,25 @@ async fn cloudbase_outage_keeps_valid_sessions_serving() {
         200,
         "recovers once CloudBase is back"
     );
+}
+
+#[actix_web::test]
+async fn a_rate_limited_refresh_keeps_the_session_and_cools_down() {
+    let gw = start("").await;
+    let s = gw.sign_in("alice", "alice-pass-1").await;
+    gw.fault(json!({"path": "/auth/v1/token", "status": 429, "error": "resource_exhausted", "times": 100}))
+        .await;
+    gw.clock.advance(Duration::from_secs(7100));
+    assert_eq!(gw.api("/a", Some(&s)).await.0, 200);
+    assert_eq!(gw.api("/b", Some(&s)).await.0, 200);
+    assert_eq!(
+        gw.env.requests_to("/auth/v1/token").await.len(),
+        1,
+        "the second request did not retry within the cool-down"
+    );
+    gw.clock.advance(Duration::from_secs(11));
+    assert_eq!(gw.api("/c", Some(&s)).await.0, 200);
+    assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 2);
 }
 
 #[actix_web::test]

@@ -91,7 +91,7 @@ pub struct Forwarding<'a> {
 /// The headers to send upstream: the client's, minus hop-by-hop headers, the client's
 /// `Authorization`, every spelling of the identity headers and the gateway's own cookies; plus
 /// `X-Forwarded-For/-Proto/-Host`, `X-Request-Id` and, with a session, the bearer token and
-/// identity headers. `keep_upgrade` keeps `Connection: upgrade` / `Upgrade` for websockets.
+/// identity headers. (Websocket handshakes are rebuilt by the websocket client.)
 pub fn upstream_request_headers(
     incoming: &HeaderMap,
     is_ours: impl Fn(&str) -> bool,
@@ -152,18 +152,6 @@ pub fn upstream_request_headers(
         set(&mut out, "x-cloudbase-scope", &s.scope);
     }
     out
-}
-
-/// Adds the websocket handshake's `Connection` / `Upgrade` back after hygiene removed them.
-pub fn restore_upgrade(out: &mut HeaderMap) {
-    out.insert(
-        actix_web::http::header::CONNECTION,
-        HeaderValue::from_static("upgrade"),
-    );
-    out.insert(
-        actix_web::http::header::UPGRADE,
-        HeaderValue::from_static("websocket"),
-    );
 }
 
 /// The upstream's response headers minus hop-by-hop ones.

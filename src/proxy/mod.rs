@@ -20,7 +20,7 @@ use crate::web::pages;
 use crate::web::routes::RouteLabel;
 use crate::web::{Gateway, Incoming, Worker, PREFIX};
 use headers::Forwarding;
-use policy::{decide, normalize_path, Decision};
+use policy::{normalize_path, Decision};
 
 /// The default service: every request that is not one of the gateway's endpoints.
 pub async fn proxy(
@@ -77,9 +77,7 @@ async fn handle(
 
     let lookup = gw.session(req, worker).await?;
     let mut session = lookup.session;
-    let mut set_cookie = lookup
-        .clear_cookie
-        .then(|| gw.sessions.cookies().clear_session());
+    let mut set_cookie = lookup.set_cookie;
 
     if session.is_none()
         && route.anonymous_auto_sign_in
@@ -105,7 +103,12 @@ async fn handle(
         });
     }
 
-    match decide(&route.policy, session.as_ref().map(|l| l.record.as_ref())) {
+    let record = session.as_ref().map(|l| l.record.as_ref());
+    let (_, decision) = gw
+        .routes
+        .check(&inc.host, req.path(), &path, record)
+        .ok_or(GatewayError::NotFound)?;
+    match decision {
         Decision::Allow => {}
         Decision::SignIn if inc.navigation => {
             let mut resp = pages::redirect(&gw.login_url(req, inc)).finish();

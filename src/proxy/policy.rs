@@ -83,6 +83,31 @@ impl Routes {
             })
     }
 
+    /// The decision for a request, taking the stricter of two readings of its path: the
+    /// normalised path, and the path exactly as sent. An upstream that does not decode `%2F`
+    /// or resolve `..;` sees the second, so `/admin/x%2F..%2F..%2Fpublic` must pass `/admin`'s
+    /// policy as well as `/public`'s. Returns the normalised path's route (which also picks the
+    /// upstream), or `None` when no route matches.
+    pub fn check(
+        &self,
+        host: &str,
+        raw_path: &str,
+        normalized: &str,
+        session: Option<&SessionRecord>,
+    ) -> Option<(usize, Decision)> {
+        let (index, route) = self.find(host, normalized)?;
+        let mut decision = decide(&route.policy, session);
+        if decision == Decision::Allow {
+            let raw = raw_path.split(['?', '#']).next().unwrap_or_default();
+            if let Some((raw_index, raw_route)) = self.find(host, raw) {
+                if raw_index != index {
+                    decision = decide(&raw_route.policy, session);
+                }
+            }
+        }
+        Some((index, decision))
+    }
+
     /// The route at `index` (as returned by [`find`](Self::find)).
     pub fn get(&self, index: usize) -> &RouteSpec {
         &self.routes[index]

@@ -238,14 +238,19 @@ impl SessionManager {
                 self.metrics.refresh("ok");
                 creds
             }
-            Err(e) if e.is_unavailable() => {
+            Err(e) if e.is_unavailable() || !ends_session(&e) => {
                 self.metrics.refresh("unavailable");
-                self.cooldown.lock().insert(key, now + OUTAGE_COOLDOWN_SECS);
+                // Counted from after the call: a timeout can take as long as the cool-down.
+                let after = self.clock.unix_secs();
+                self.cooldown
+                    .lock()
+                    .insert(key, after + OUTAGE_COOLDOWN_SECS);
                 tracing::warn!(
+                    error = e.code(),
                     request_id = e.request_id(),
-                    "refresh failed: CloudBase unavailable"
+                    "refresh failed: CloudBase unavailable or refusing for now"
                 );
-                return if current.expires_at > now {
+                return if current.expires_at > after {
                     Ok(Loaded {
                         key,
                         record: current,
@@ -337,8 +342,9 @@ impl SessionManager {
         }
         let mut next = (*loaded.record).clone();
         next.last_seen = now;
-        next.version += 1;
-        // Losing this race to a refresh is fine: the refresh wrote a newer last_seen.
+        // The version stays: `last_seen` is advisory, and bumping it would make a concurrent
+        // refresh's compare-and-swap fail and throw away freshly rotated tokens. If a refresh
+        // wins instead, this write fails and the refresh's newer last_seen stands.
         let _ = self
             .store
             .compare_and_swap(&loaded.key, loaded.record.version, next)
@@ -361,6 +367,21 @@ impl SessionManager {
         self.cooldown.lock().remove(&loaded.key);
         self.store.delete(&loaded.key).await
     }
+}
+
+/// Whether a refused refresh means the tokens are dead (the user must sign in again), rather
+/// than CloudBase being unable or unwilling to answer right now (rate limits, internal errors).
+fn ends_session(e: &crate::cloudbase::error::CloudBaseError) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            "invalid_grant"
+                | "unauthenticated"
+                | "permission_denied"
+                | "not_found"
+                | "invalid_argument"
+        )
+    )
 }
 
 fn expires_in(creds: &Credentials) -> u64 {

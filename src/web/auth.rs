@@ -297,14 +297,17 @@ pub async fn userinfo(
     };
     let Some(loaded) = lookup.session else {
         let mut resp = pages::json_error(&GatewayError::Unauthenticated);
-        if lookup.clear_cookie {
-            let _ = resp.add_cookie(&gw.sessions.cookies().clear_session());
+        if let Some(c) = &lookup.set_cookie {
+            let _ = resp.add_cookie(c);
         }
         return resp;
     };
     let r = &loaded.record;
     let mut b = HttpResponse::Ok();
     pages::no_store(&mut b);
+    if let Some(c) = lookup.set_cookie {
+        b.cookie(c);
+    }
     b.json(serde_json::json!({
         "sub": r.sub,
         "name": r.user.name,

@@ -12,6 +12,9 @@ use crate::config::Policy;
 use crate::error::GatewayError;
 use crate::proxy::policy::{decide, normalize_path, Decision};
 
+/// Set once the misconfiguration warning has been logged.
+static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The handler.
 pub async fn auth(
     req: HttpRequest,
@@ -32,6 +35,16 @@ pub async fn auth(
     let host = trusted_header("x-forwarded-host")
         .map(|h| host_without_port(h.split(',').next().unwrap_or_default().trim()))
         .unwrap_or_else(|| inc.host.clone());
+    if !inc.trusted
+        && (req.headers().contains_key("x-forwarded-uri")
+            || req.headers().contains_key("x-original-uri"))
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            peer = ?inc.peer,
+            "forward-auth request carries X-Forwarded-Uri from an address not in trusted_proxies; it is ignored and the policy of / applies (add the proxy to trusted_proxies)"
+        );
+    }
     let uri = trusted_header("x-forwarded-uri")
         .or_else(|| trusted_header("x-original-uri"))
         .unwrap_or_else(|| "/".to_string());
@@ -40,18 +53,18 @@ pub async fn auth(
             "The forwarded URI is not a valid path.",
         ));
     };
-    let policy = gw
-        .routes
-        .find(&host, &path)
-        .map(|(_, r)| r.policy.clone())
-        .unwrap_or(Policy::Authenticated);
 
     let lookup = match gw.session(&req, &worker).await {
         Ok(l) => l,
         Err(e) => return pages::error_response(&e, &inc),
     };
     let record = lookup.session.as_ref().map(|l| l.record.as_ref());
-    let mut resp = match decide(&policy, record) {
+    let decision = gw
+        .routes
+        .check(&host, &uri, &path, record)
+        .map(|(_, d)| d)
+        .unwrap_or_else(|| decide(&Policy::Authenticated, record));
+    let mut resp = match decision {
         Decision::SignIn => pages::json_error(&GatewayError::Unauthenticated),
         Decision::Forbidden => pages::json_error(&GatewayError::Forbidden),
         Decision::Allow => {
@@ -86,8 +99,8 @@ pub async fn auth(
             resp
         }
     };
-    if lookup.clear_cookie {
-        let _ = resp.add_cookie(&gw.sessions.cookies().clear_session());
+    if let Some(c) = &lookup.set_cookie {
+        let _ = resp.add_cookie(c);
     }
     resp
 }

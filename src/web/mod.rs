@@ -123,36 +123,46 @@ impl Gateway {
         }
     }
 
-    /// The session behind the request's cookie, made fresh. `Ok(None)` when there is none or
-    /// it just ended; `cleared` tells the caller to delete the cookie.
+    /// The session behind the request's cookie, made fresh. `session` is `None` when there is
+    /// none or it just ended; `set_cookie` is the cookie to send back: a deletion when the
+    /// cookie named no live session, or the same handle with a renewed Max-Age after a refresh
+    /// extended the session.
     pub async fn session(
         &self,
         req: &HttpRequest,
         worker: &Worker,
     ) -> Result<SessionLookup, crate::error::GatewayError> {
-        let cookie = req.cookie(self.sessions.cookies().session_name());
-        let had_cookie = cookie.is_some();
-        let loaded = self
-            .sessions
-            .load(cookie.as_ref().map(|c| c.value()))
-            .await?;
+        let cookies = self.sessions.cookies();
+        let cookie = req.cookie(cookies.session_name());
+        let value = cookie.as_ref().map(|c| c.value().to_string());
+        let loaded = self.sessions.load(value.as_deref()).await?;
         let Some(loaded) = loaded else {
             return Ok(SessionLookup {
                 session: None,
-                clear_cookie: had_cookie,
+                set_cookie: value.is_some().then(|| cookies.clear_session()),
             });
         };
+        let before = loaded.record.refresh_expires_at;
         match self.sessions.fresh(&worker.cloudbase, loaded).await {
             Ok(l) => {
                 self.sessions.touch(&l).await;
+                let renewed = (l.record.refresh_expires_at > before)
+                    .then(|| {
+                        let left = l
+                            .record
+                            .refresh_expires_at
+                            .saturating_sub(self.clock.unix_secs());
+                        value.map(|v| cookies.session(v, left))
+                    })
+                    .flatten();
                 Ok(SessionLookup {
                     session: Some(l),
-                    clear_cookie: false,
+                    set_cookie: renewed,
                 })
             }
             Err(FreshError::Ended) => Ok(SessionLookup {
                 session: None,
-                clear_cookie: true,
+                set_cookie: Some(cookies.clear_session()),
             }),
             Err(FreshError::Unavailable) => Err(crate::error::GatewayError::CloudBaseUnavailable),
             Err(FreshError::Store(e)) => Err(e.into()),
@@ -186,8 +196,8 @@ impl Gateway {
 pub struct SessionLookup {
     /// The fresh session, if any.
     pub session: Option<Loaded>,
-    /// The cookie named a session that is gone: delete it.
-    pub clear_cookie: bool,
+    /// A cookie to send back: a deletion, or a renewal after a refresh.
+    pub set_cookie: Option<actix_web::cookie::Cookie<'static>>,
 }
 
 /// `host:port` or `[v6]:port` → the host, lower case.
