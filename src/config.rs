@@ -78,6 +78,8 @@ pub struct ProxySettings {
     pub max_body_size: u64,
     /// Largest total size of the request's header names and values, in bytes.
     pub max_header_size: usize,
+    /// Send the client's `Host` upstream instead of the upstream URL's host.
+    pub pass_host_header: bool,
 }
 
 /// Who may pass a route.
@@ -265,6 +267,10 @@ impl Config {
             |v: Vec<String>| toml::Value::Array(v.into_iter().map(toml::Value::String).collect());
         t.insert("insecure_cookie".into(), self.cookie.insecure.into());
         t.insert(
+            "pass_host_header".into(),
+            self.proxy.pass_host_header.into(),
+        );
+        t.insert(
             "session_capacity".into(),
             toml::Value::Integer(self.session.capacity as i64),
         );
@@ -445,6 +451,11 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         key: "max_header_size",
         kind: Kind::Int,
+        secret: false,
+    },
+    KeySpec {
+        key: "pass_host_header",
+        kind: Kind::Bool,
         secret: false,
     },
     KeySpec {
@@ -1012,10 +1023,15 @@ fn proxy_settings(c: &mut Collector) -> Option<ProxySettings> {
     );
     let max_body_size = int(c, "max_body_size", 64 << 20, 0, 1 << 40);
     let max_header_size = int(c, "max_header_size", 16 << 10, 1024, 1 << 20);
+    let pass_host_header = match c.take("pass_host_header") {
+        None => Some(false),
+        Some(v) => parse_or(c, "pass_host_header", v, parse_bool),
+    };
     Some(ProxySettings {
         timeout: timeout?,
         max_body_size: max_body_size?,
         max_header_size: max_header_size? as usize,
+        pass_host_header: pass_host_header?,
     })
 }
 

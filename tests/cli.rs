@@ -310,6 +310,129 @@ fn demo_prints_both_urls_then_the_users_and_protects_whoami() {
     drop(guard);
 }
 
+/// One HTTP/1.1 exchange with extra headers; the whole response text.
+fn exchange(url: &str, method: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let u = url::Url::parse(url).unwrap();
+    let addr = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let path = match u.query() {
+        Some(q) => format!("{}?{}", u.path(), q),
+        None => u.path().to_string(),
+    };
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(stream, "{head}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut out).unwrap();
+    out
+}
+
+/// The value of the `name` cookie set by a response.
+fn set_cookie_value(response: &str, name: &str) -> String {
+    response
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie in {response}"))
+        .to_string()
+}
+
+#[test]
+fn logs_carry_no_password_cookie_or_token() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = cmd(&["demo", "--listen", "127.0.0.1:0", "--log-level", "trace"])
+        .stdout(Stdio::piped())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("spawns");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let guard = Running(child, String::new());
+    let gw = line
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+
+    let page = exchange(&format!("{gw}/__auth/"), "GET", &[], "");
+    let csrf = set_cookie_value(&page, "cbgw_session_csrf");
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf_header = format!("cbgw_session_csrf={csrf}");
+    let form =
+        |password: &str| format!("csrf={token}&rd=%2Fhello&username=alice&password={password}");
+    let refused = exchange(
+        &format!("{gw}/__auth/sign_in/password"),
+        "POST",
+        &[("Cookie", &csrf_header)],
+        &form("wrong-Secret-77"),
+    );
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let signed_in = exchange(
+        &format!("{gw}/__auth/sign_in/password"),
+        "POST",
+        &[("Cookie", &csrf_header)],
+        &form("alice-password-1"),
+    );
+    assert!(signed_in.starts_with("HTTP/1.1 302"), "{signed_in}");
+    let session = set_cookie_value(&signed_in, "cbgw_session");
+    let session_header = format!("cbgw_session={session}");
+    let seen = exchange(
+        &format!("{gw}/hello"),
+        "GET",
+        &[("Cookie", &session_header), ("Accept", "application/json")],
+        "",
+    );
+    let access = seen
+        .split("\"Bearer ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{seen}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let info = exchange(
+        &format!("{gw}/__auth/userinfo"),
+        "GET",
+        &[("Cookie", &session_header)],
+        "",
+    );
+    assert!(info.starts_with("HTTP/1.1 200"), "{info}");
+    drop(guard);
+
+    let logs = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        logs.contains("signed in with password"),
+        "the logs were captured:\n{logs}"
+    );
+    for (what, secret) in [
+        ("password", "alice-password-1"),
+        ("wrong password", "wrong-Secret-77"),
+        ("session cookie", session.as_str()),
+        ("session handle", session.split('.').next().unwrap()),
+        ("csrf cookie", csrf.as_str()),
+        ("csrf token", token.as_str()),
+        ("access token", access.as_str()),
+        ("any JWT", "eyJ"),
+    ] {
+        assert!(!logs.contains(secret), "the logs show the {what}:\n{logs}");
+    }
+}
+
 #[test]
 fn ticket_command_prints_a_ticket_the_emulator_accepts() {
     use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};

@@ -392,6 +392,12 @@ async fn bearer_is_injected_and_spoofed_identity_is_stripped() {
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-request-id"], "trace-123");
     assert_eq!(h["cookie"], "other=1; last=2");
+    let authority = gw.url.strip_prefix("http://").unwrap();
+    assert_eq!(h["x-forwarded-host"], authority);
+    assert_ne!(
+        h["host"], authority,
+        "the upstream gets its own Host by default"
+    );
     for key in h.as_object().unwrap().keys() {
         assert!(!key.contains('_'), "{key} reached the upstream");
         assert!(
@@ -399,6 +405,18 @@ async fn bearer_is_injected_and_spoofed_identity_is_stripped() {
             "{key} reached the upstream"
         );
     }
+}
+
+#[actix_web::test]
+async fn pass_host_header_sends_the_browsers_host() {
+    let gw = start("pass_host_header = true\n").await;
+    let s = gw.sign_in("alice", "alice-pass-1").await;
+    let (status, seen) = gw.api("/x", Some(&s)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        seen["headers"]["host"],
+        gw.url.strip_prefix("http://").unwrap()
+    );
 }
 
 #[actix_web::test]

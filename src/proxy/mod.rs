@@ -84,8 +84,9 @@ async fn handle(
         && matches!(route.policy, Policy::Authenticated)
     {
         let device_id = gw.sessions.new_device_id();
-        let mut ctx = CallContext::new(device_id.clone());
-        ctx.request_id = Some(inc.request_id.clone());
+        // Every CloudBase call gets its own x-request-id, as the SDK does; the request span
+        // ties them to this request in the logs.
+        let ctx = CallContext::new(device_id.clone());
         let creds = worker.cloudbase.signin_anonymously(&ctx, false).await?;
         let started = gw
             .sessions
@@ -156,7 +157,12 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let mut resp = if is_websocket {
-        websocket(req, body, worker, format!("{base}{pq}"), out_headers).await?
+        let host = gw
+            .config
+            .proxy
+            .pass_host_header
+            .then_some(inc.authority.as_str());
+        websocket(req, body, worker, format!("{base}{pq}"), out_headers, host).await?
     } else {
         forward(
             req,
@@ -166,6 +172,7 @@ async fn handle(
             format!("{base}{pq}"),
             out_headers,
             content_length,
+            &inc.authority,
         )
         .await?
     };
@@ -185,6 +192,7 @@ async fn forward(
     url: String,
     out_headers: HeaderMap,
     content_length: Option<u64>,
+    host: &str,
 ) -> Result<HttpResponse, GatewayError> {
     let mut up = worker
         .http
@@ -196,6 +204,9 @@ async fn forward(
         if k != header::EXPECT {
             up = up.append_header((k.clone(), v.clone()));
         }
+    }
+    if gw.config.proxy.pass_host_header {
+        up = up.insert_header((header::HOST, host.to_string()));
     }
     let max = gw.config.proxy.max_body_size;
     let mut seen = 0u64;
@@ -250,6 +261,7 @@ async fn websocket(
     worker: &Worker,
     url: String,
     out_headers: HeaderMap,
+    host: Option<&str>,
 ) -> Result<HttpResponse, GatewayError> {
     let url = if let Some(rest) = url.strip_prefix("https://") {
         format!("wss://{rest}")
@@ -274,6 +286,9 @@ async fn websocket(
         .collect();
     if !offered.is_empty() {
         up = up.protocols(&offered);
+    }
+    if let Some(host) = host {
+        up = up.header(header::HOST, host.to_string());
     }
     let (up_resp, framed) = up.connect().await.map_err(|e| match e {
         awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Timeout) => {

@@ -140,8 +140,9 @@ pub async fn sign_in_password(
         username.to_string()
     };
     let device_id = gw.sessions.new_device_id();
-    let mut ctx = CallContext::new(device_id.clone());
-    ctx.request_id = Some(inc.request_id.clone());
+    // Every CloudBase call gets its own x-request-id, as the SDK does; the request span
+    // ties them to this request in the logs.
+    let ctx = CallContext::new(device_id.clone());
     let request = SignInRequest {
         username: login_name,
         password: Some(Secret::new(password)),
