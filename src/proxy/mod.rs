@@ -52,12 +52,7 @@ async fn handle(
     if header_bytes > limits.max_header_size {
         return Err(GatewayError::HeadersTooLarge);
     }
-    let content_length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if content_length.is_some_and(|n| n > limits.max_body_size) {
+    if content_length(req).is_some_and(|n| n > limits.max_body_size) {
         return Err(GatewayError::BodyTooLarge);
     }
     let path = normalize_path(req.path())
@@ -171,8 +166,7 @@ async fn handle(
             worker,
             format!("{base}{pq}"),
             out_headers,
-            content_length,
-            &inc.authority,
+            inc,
         )
         .await?
     };
@@ -183,6 +177,14 @@ async fn handle(
     Ok(resp)
 }
 
+/// The request's declared body length.
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Sends the request upstream and streams the answer back.
 async fn forward(
     req: &HttpRequest,
@@ -191,9 +193,9 @@ async fn forward(
     worker: &Worker,
     url: String,
     out_headers: HeaderMap,
-    content_length: Option<u64>,
-    host: &str,
+    inc: &Incoming,
 ) -> Result<HttpResponse, GatewayError> {
+    let content_length = content_length(req);
     let mut up = worker
         .http
         .request(req.method().clone(), url)
@@ -206,7 +208,7 @@ async fn forward(
         }
     }
     if gw.config.proxy.pass_host_header {
-        up = up.insert_header((header::HOST, host.to_string()));
+        up = up.insert_header((header::HOST, inc.authority.clone()));
     }
     let max = gw.config.proxy.max_body_size;
     let mut seen = 0u64;
