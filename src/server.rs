@@ -67,6 +67,18 @@ pub fn build(config: &Config, listener: TcpListener) -> std::io::Result<actix_we
     Ok(running.server)
 }
 
+/// Hosts a return URL may name: the configured ones and every host a route serves (the
+/// gateway sent the browser from there, so sending it back is no open redirect).
+fn redirect_hosts(config: &Config) -> Vec<String> {
+    let mut hosts = config.allowed_redirect_hosts.clone();
+    for h in config.routes.iter().filter_map(|r| r.host.clone()) {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    hosts
+}
+
 /// Builds the gateway with injected dependencies and an optional metrics listener.
 ///
 /// Fails when a listener cannot be used.
@@ -107,7 +119,7 @@ pub fn build_with(
     );
     let gateway = web::Data::new(Gateway {
         routes: Routes::new(config.routes.clone()),
-        return_urls: ReturnUrls::new(&config.public_url, &config.allowed_redirect_hosts),
+        return_urls: ReturnUrls::new(&config.public_url, &redirect_hosts(&config)),
         sessions,
         metrics: metrics.clone(),
         clock: deps.clock.clone(),

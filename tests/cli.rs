@@ -344,6 +344,79 @@ fn set_cookie_value(response: &str, name: &str) -> String {
 }
 
 #[test]
+fn demo_takes_users_and_an_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = file(
+        &dir,
+        "users.toml",
+        "[[users]]\nusername = \"dora\"\npassword = \"a-real-Secret-9\"\n[[users]]\nemail = \"eve@example.com\"\n",
+    );
+    let mut child = cmd(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--users",
+        &users,
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--log-level",
+        "warn",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawns");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("line");
+        lines.push(line.trim_end().to_string());
+    }
+    let _guard = Running(child, String::new());
+    assert_eq!(
+        lines[2], "demo user dora",
+        "passwords from a file are not printed"
+    );
+    assert_eq!(
+        lines[3],
+        "demo user eve@example.com (no password: sign in with a code)"
+    );
+    let emu = lines[1].strip_prefix("emulator on ").unwrap();
+    let users = http_get(&format!("{emu}/__emulator/users"));
+    assert!(
+        users.contains("dora") && !users.contains("alice"),
+        "{users}"
+    );
+    let gw = lines[0].strip_prefix("listening on ").unwrap();
+    let page = exchange(&format!("{gw}/__auth/"), "GET", &[], "");
+    let csrf = set_cookie_value(&page, "cbgw_session_csrf");
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let signed_in = exchange(
+        &format!("{gw}/__auth/sign_in/password"),
+        "POST",
+        &[("Cookie", &format!("cbgw_session_csrf={csrf}"))],
+        &format!("csrf={token}&username=dora&password=a-real-Secret-9"),
+    );
+    let session = set_cookie_value(&signed_in, "cbgw_session");
+    // The upstream given is down: the gateway says so.
+    let resp = exchange(
+        &format!("{gw}/x"),
+        "GET",
+        &[("Cookie", &format!("cbgw_session={session}"))],
+        "",
+    );
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+}
+
+#[test]
 fn logs_carry_no_password_cookie_or_token() {
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = cmd(&["demo", "--listen", "127.0.0.1:0", "--log-level", "trace"])
