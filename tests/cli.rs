@@ -269,7 +269,7 @@ fn serve_answers_health_checks() {
 fn demo_prints_both_urls_then_the_users_and_protects_whoami() {
     let mut child = cmd(&["demo", "--listen", "127.0.0.1:0", "--log-level", "warn"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawns");
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -346,6 +346,20 @@ fn set_cookie_value(response: &str, name: &str) -> String {
 #[test]
 fn demo_takes_users_and_an_upstream() {
     let dir = tempfile::tempdir().unwrap();
+    // A port that refuses connections: bound for the test's life, never listening.
+    let closed = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    closed
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    let down = format!(
+        "http://{}",
+        closed.local_addr().unwrap().as_socket().unwrap()
+    );
     let users = file(
         &dir,
         "users.toml",
@@ -358,7 +372,7 @@ fn demo_takes_users_and_an_upstream() {
         "--users",
         &users,
         "--upstream",
-        "http://127.0.0.1:9",
+        &down,
         "--log-level",
         "warn",
     ])
@@ -488,9 +502,13 @@ fn logs_carry_no_password_cookie_or_token() {
     drop(guard);
 
     let logs = std::fs::read_to_string(log.path()).unwrap();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("signed in with password"))
+        .unwrap_or_else(|| panic!("the logs were captured:\n{logs}"));
     assert!(
-        logs.contains("signed in with password"),
-        "the logs were captured:\n{logs}"
+        line.contains("request{request_id="),
+        "spans carry the request id: {line}"
     );
     for (what, secret) in [
         ("password", "alice-password-1"),

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 struct Gw {
     env: common::Env,
+    _closed: socket2::Socket,
     url: String,
     metrics_url: String,
     clock: Arc<OffsetClock>,
@@ -32,7 +33,8 @@ fn spawn_upstream() -> String {
     url
 }
 
-/// An upstream that answers after 3 s, and a websocket echo at any path under /ws.
+/// An upstream that answers /slow after 60 s, /status/N with status N, and a websocket echo
+/// at /ws/echo.
 fn spawn_special_upstream() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
@@ -41,8 +43,19 @@ fn spawn_special_upstream() -> String {
             .route(
                 "/slow",
                 web::get().to(|| async {
-                    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+                    actix_web::rt::time::sleep(Duration::from_secs(60)).await;
                     HttpResponse::Ok().body("late")
+                }),
+            )
+            .route(
+                "/status/{code}",
+                web::route().to(|path: web::Path<u16>| async move {
+                    let status = actix_web::http::StatusCode::from_u16(path.into_inner()).unwrap();
+                    HttpResponse::build(status)
+                        .insert_header(("etag", "\"v1\""))
+                        .insert_header(("set-cookie", "cbgw_session=planted; Path=/"))
+                        .insert_header(("set-cookie", "app_pref=dark; Path=/"))
+                        .finish()
                 }),
             )
             .route(
@@ -87,11 +100,19 @@ fn spawn_special_upstream() -> String {
     url
 }
 
-fn closed_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    drop(l);
-    url
+/// A port that refuses connections for as long as the returned socket lives: bound (so no
+/// other test can take it) but not listening.
+fn closed_port() -> (String, socket2::Socket) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (format!("http://{addr}"), s)
 }
 
 /// A gateway in front of a whoami upstream. `extra` is appended to its TOML file.
@@ -103,16 +124,16 @@ async fn start(extra: &str) -> Gw {
     let addr = listener.local_addr().unwrap();
     let metrics = TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics_url = format!("http://{}", metrics.local_addr().unwrap());
+    let (down, closed) = closed_port();
     let text = format!(
-        "env_id = \"test-env\"\npublic_url = \"http://{addr}\"\napi_origin = \"{}\"\nupstream = \"{upstream}\"\ninsecure_cookie = true\ncloudbase_timeout = \"2s\"\nupstream_timeout = \"1s\"\n{extra}\n[[routes]]\npath = \"/special\"\nupstream = \"{special}\"\n[[routes]]\npath = \"/down\"\nupstream = \"{}\"\n",
-        env.emu.url,
-        closed_port()
+        "env_id = \"test-env\"\npublic_url = \"http://{addr}\"\napi_origin = \"{}\"\nupstream = \"{upstream}\"\ninsecure_cookie = true\ncloudbase_timeout = \"2s\"\nupstream_timeout = \"4s\"\n{extra}\n[[routes]]\npath = \"/special\"\nupstream = \"{special}\"\n[[routes]]\npath = \"/down\"\nupstream = \"{}\"\n",
+        env.emu.url, down
     );
     // The special upstream's paths are /slow and /ws/echo; reach them through a route prefix by
     // giving the route the upstream's root and the path as is.
     let text = text.replace(
         &format!("path = \"/special\"\nupstream = \"{special}\""),
-        &format!("path = \"/slow\"\nupstream = \"{special}\"\n[[routes]]\npath = \"/ws\"\nupstream = \"{special}\""),
+        &format!("path = \"/slow\"\nupstream = \"{special}\"\n[[routes]]\npath = \"/status\"\nupstream = \"{special}\"\n[[routes]]\npath = \"/ws\"\nupstream = \"{special}\""),
     );
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(text.as_bytes()).unwrap();
@@ -138,6 +159,7 @@ async fn start(extra: &str) -> Gw {
         .finish();
     Gw {
         env,
+        _closed: closed,
         url: format!("http://{addr}"),
         metrics_url,
         clock,
@@ -365,6 +387,11 @@ async fn bearer_is_injected_and_spoofed_identity_is_stripped() {
         .insert_header(("x_cloudbase_scope", "admin"))
         .insert_header(("X-Forwarded-Preferred-Username", "root"))
         .insert_header(("X-Forwarded-For", "6.6.6.6"))
+        .insert_header(("X-Forwarded-Proto", "https"))
+        .insert_header(("X-Forwarded-Host", "evil.example"))
+        .insert_header(("X-Forwarded-Access-Token", "forged"))
+        .insert_header(("Forwarded", "for=6.6.6.6;proto=https"))
+        .insert_header(("X-Real-IP", "6.6.6.6"))
         .insert_header(("X-Request-Id", "trace-123"))
         .send()
         .await
@@ -390,6 +417,13 @@ async fn bearer_is_injected_and_spoofed_identity_is_stripped() {
     assert_eq!(h["x-forwarded-groups"], "staff");
     assert_eq!(h["x-cloudbase-scope"], "user");
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(
+        h["x-forwarded-proto"], "http",
+        "from public_url, not the client"
+    );
+    for gone in ["forwarded", "x-real-ip", "x-forwarded-access-token"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the upstream");
+    }
     assert_eq!(h["x-request-id"], "trace-123");
     assert_eq!(h["cookie"], "other=1; last=2");
     let authority = gw.url.strip_prefix("http://").unwrap();
@@ -585,10 +619,17 @@ async fn policies_hold_against_bypass_attempts() {
     assert_eq!(gw.api("/public/page", None).await.0, 200);
     assert_eq!(gw.api("/members/x", Some(&alice)).await.0, 200);
 
-    // Anonymous auto sign-in: the shop gives a visitor a session; members-only refuses it.
+    // Anonymous auto sign-in: the shop gives a visitor a session; members-only refuses it.    // A script without a cookie gets no automatic session (and mints no CloudBase user).
+    assert_eq!(gw.api("/shop/cart", None).await.0, 401);
+    assert!(gw
+        .env
+        .requests_to("/auth/v1/signin/anonymously")
+        .await
+        .is_empty());
     let mut resp = gw
         .http
         .get(format!("{}/shop/cart", gw.url))
+        .insert_header(("sec-fetch-mode", "navigate"))
         .insert_header(("accept", "application/json"))
         .send()
         .await
@@ -693,18 +734,23 @@ async fn one_refresh_for_a_hundred_concurrent_requests() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("cloudbase_gateway_active_sessions"),
+        metrics.contains("cloudbase_gateway_active_sessions 1\n"),
         "{metrics}"
     );
+    let proxied: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloudbase_gateway_proxy_duration_seconds_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(proxied >= 102, "{proxied} proxied requests counted");
     assert!(
         metrics.contains("cloudbase_gateway_sign_ins_total{method=\"password\"} 1"),
         "{metrics}"
     );
     assert!(metrics.contains("endpoint=\"/auth/v1/token\""), "{metrics}");
-    assert!(
-        metrics.contains("cloudbase_gateway_proxy_duration_seconds_count"),
-        "{metrics}"
-    );
+    // The main listener does not serve /metrics: there it is just a protected path.
+    assert_eq!(gw.api("/metrics", None).await.0, 401);
     assert!(metrics.contains("route=\"/\",status=\"200\""), "{metrics}");
 }
 
@@ -740,6 +786,7 @@ async fn anonymous_sessions_sign_in_again_on_invalid_grant() {
     let mut resp = gw
         .http
         .get(format!("{}/shop", gw.url))
+        .insert_header(("sec-fetch-mode", "navigate"))
         .insert_header(("accept", "application/json"))
         .send()
         .await
@@ -766,7 +813,7 @@ async fn anonymous_sessions_sign_in_again_on_invalid_grant() {
 
 #[actix_web::test]
 async fn cloudbase_outage_keeps_valid_sessions_serving() {
-    let gw = start("").await;
+    let gw = start("[[routes]]\npath = \"/open\"\npolicy = \"public\"\n").await;
     let s = gw.sign_in("alice", "alice-pass-1").await;
     gw.fault(
         json!({"path": "/auth/v1/token", "status": 503, "error": "unavailable", "times": 100}),
@@ -784,6 +831,27 @@ async fn cloudbase_outage_keeps_valid_sessions_serving() {
     let (status, body) = gw.api("/still", Some(&s)).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "cloudbase_unavailable");
+    let (status, seen) = gw.api("/open/page", Some(&s)).await;
+    assert_eq!(status, 200, "public pages stay up");
+    assert!(seen["headers"].get("authorization").is_none());
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.metrics_url))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(
+        metrics.contains("cloudbase_gateway_cloudbase_errors_total{endpoint=\"/auth/v1/token\",error=\"unavailable\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cloudbase_gateway_refreshes_total{outcome=\"unavailable\"}"),
+        "{metrics}"
+    );
     assert_eq!(gw.env.delete("/__emulator/faults").await, 200);
     gw.clock.advance(Duration::from_secs(60));
     assert_eq!(
@@ -810,6 +878,47 @@ async fn a_rate_limited_refresh_keeps_the_session_and_cools_down() {
     gw.clock.advance(Duration::from_secs(11));
     assert_eq!(gw.api("/c", Some(&s)).await.0, 200);
     assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 2);
+}
+
+#[actix_web::test]
+async fn bodiless_answers_head_and_upstream_cookies() {
+    let gw = start("").await;
+    let s = gw.sign_in("alice", "alice-pass-1").await;
+    for (method, code) in [("GET", 204), ("GET", 304), ("HEAD", 200), ("GET", 200)] {
+        // Two requests on one keep-alive connection: bad framing of the first breaks the second.
+        let addr = gw.url.strip_prefix("http://").unwrap();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let req = format!(
+            "{method} /status/{code} HTTP/1.1\r\nHost: {addr}\r\nCookie: {SESSION}={s}\r\n\r\nGET /status/201 HTTP/1.1\r\nHost: {addr}\r\nCookie: {SESSION}={s}\r\nConnection: close\r\n\r\n"
+        );
+        std::io::Write::write_all(&mut stream, req.as_bytes()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut out).unwrap();
+        let first = format!("HTTP/1.1 {code} ");
+        assert!(out.starts_with(&first), "{method} {code}: {out}");
+        assert_eq!(
+            out.matches("HTTP/1.1 ").count(),
+            2,
+            "{method} {code}: {out}"
+        );
+        let second = out.rfind("HTTP/1.1 201 ").expect("second answer intact");
+        assert!(
+            !out[..second].contains("\r\n0\r\n"),
+            "no stray chunk: {out}"
+        );
+        assert!(out.contains("etag: \"v1\""), "{out}");
+        assert!(
+            out.contains("app_pref=dark"),
+            "the application's cookies pass: {out}"
+        );
+        assert!(
+            !out.contains("planted"),
+            "the upstream cannot set the gateway's cookie: {out}"
+        );
+    }
 }
 
 #[actix_web::test]
@@ -870,8 +979,11 @@ async fn upstream_failures_limits_and_websockets() {
     assert_eq!(seen["headers"]["content-length"], "10");
 
     // Websocket: refused without a session, echoed through the proxy with one.
-    let refused = gw.http.ws(format!("{}/ws/echo", gw.url)).connect().await;
-    assert!(refused.is_err());
+    match gw.http.ws(format!("{}/ws/echo", gw.url)).connect().await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => assert_eq!(status, 401),
+        Err(e) => panic!("unexpected websocket error: {e}"),
+        Ok(_) => panic!("a websocket without a session was accepted"),
+    }
     let (_, mut framed) = gw
         .http
         .ws(format!("{}/ws/echo", gw.url))
@@ -963,6 +1075,8 @@ async fn forward_auth_answers_like_oauth2_proxy() {
     let h = resp.headers();
     assert_eq!(h.get("x-auth-request-email").unwrap(), "alice@example.com");
     assert_eq!(h.get("x-auth-request-groups").unwrap(), "staff");
+    assert_eq!(h.get("x-auth-request-preferred-username").unwrap(), "alice");
+    assert_eq!(h.get("x-auth-request-scope").unwrap(), "user");
     assert!(!h.get("x-auth-request-user").unwrap().is_empty());
     let token = h
         .get("x-auth-request-access-token")

@@ -154,14 +154,30 @@ pub fn upstream_request_headers(
     out
 }
 
-/// The upstream's response headers minus hop-by-hop ones.
-pub fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
+/// The upstream's response headers minus hop-by-hop ones and minus any `Set-Cookie` for the
+/// gateway's own cookies (an upstream must not be able to plant or clear a session).
+pub fn downstream_response_headers(
+    upstream: &HeaderMap,
+    is_ours: impl Fn(&str) -> bool,
+) -> HeaderMap {
     let tokens = connection_tokens(upstream);
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (name, value) in upstream.iter() {
-        if !is_hop_by_hop(name, &tokens) {
-            out.append(name.clone(), value.clone());
+        if is_hop_by_hop(name, &tokens) {
+            continue;
         }
+        if name == actix_web::http::header::SET_COOKIE {
+            let cookie_name = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.split('=').next())
+                .map(str::trim)
+                .unwrap_or_default();
+            if is_ours(cookie_name) {
+                continue;
+            }
+        }
+        out.append(name.clone(), value.clone());
     }
     out
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
@@ -70,11 +71,24 @@ async fn handle(
         route.path
     )));
 
-    let lookup = gw.session(req, worker).await?;
+    let lookup = match gw.session(req, worker).await {
+        // A public page does not need the session: serve it anonymously while CloudBase is
+        // down rather than failing it.
+        Err(GatewayError::CloudBaseUnavailable) if route.policy == Policy::Public => {
+            crate::web::SessionLookup {
+                session: None,
+                set_cookie: None,
+            }
+        }
+        other => other?,
+    };
     let mut session = lookup.session;
     let mut set_cookie = lookup.set_cookie;
 
+    // Only navigations get an automatic anonymous session: a script or bot without a cookie
+    // must not be able to mint CloudBase users (and store entries) by the request.
     if session.is_none()
+        && inc.navigation
         && route.anonymous_auto_sign_in
         && matches!(route.policy, Policy::Authenticated)
     {
@@ -244,10 +258,22 @@ async fn forward(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    for (k, v) in headers::downstream_response_headers(upstream.headers()).iter() {
+    let cookies = gw.sessions.cookies();
+    for (k, v) in
+        headers::downstream_response_headers(upstream.headers(), |n| cookies.is_ours(n)).iter()
+    {
         if k != header::CONTENT_LENGTH {
             b.append_header((k.clone(), v.clone()));
         }
+    }
+    let status = upstream.status();
+    // These answers have no body by definition: framing one (even an empty chunked one) would
+    // corrupt the connection.
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(b.finish());
     }
     Ok(match length {
         Some(n) => b.body(SizedStream::new(n, upstream)),

@@ -236,15 +236,21 @@ impl SessionManager {
         let creds = match result {
             Ok(creds) => {
                 self.metrics.refresh("ok");
+                self.cooldown.lock().remove(&key);
                 creds
             }
             Err(e) if e.is_unavailable() || !ends_session(&e) => {
                 self.metrics.refresh("unavailable");
                 // Counted from after the call: a timeout can take as long as the cool-down.
                 let after = self.clock.unix_secs();
-                self.cooldown
-                    .lock()
-                    .insert(key, after + OUTAGE_COOLDOWN_SECS);
+                {
+                    let mut cooldown = self.cooldown.lock();
+                    // Sessions that never come back must not pile up after a long outage.
+                    if cooldown.len() >= 4096 {
+                        cooldown.retain(|_, until| *until > after);
+                    }
+                    cooldown.insert(key, after + OUTAGE_COOLDOWN_SECS);
+                }
                 tracing::warn!(
                     error = e.code(),
                     request_id = e.request_id(),

@@ -201,11 +201,7 @@ pub async fn sign_in_password(
 
 /// `GET /__auth/sign_out`: asks for confirmation (a GET must not sign anyone out: a link or
 /// image on another site could).
-pub async fn sign_out_page(
-    req: HttpRequest,
-    gw: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-) -> HttpResponse {
+pub async fn sign_out_page(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     let rd = return_url(&gw, &query(&req));
     let who = match gw
         .sessions
@@ -232,7 +228,6 @@ pub async fn sign_out_page(
         }
         _ => String::new(),
     };
-    let _ = &worker;
     let (value, set) = csrf(&gw, &req);
     let token = gw.sessions.cookies().csrf_token(&value);
     let mut resp = pages::html(

@@ -54,8 +54,17 @@ pub async fn auth(
         ));
     };
 
+    let public = gw
+        .routes
+        .find(&host, &path)
+        .is_some_and(|(_, r)| r.policy == Policy::Public);
     let lookup = match gw.session(&req, &worker).await {
         Ok(l) => l,
+        // A public route needs no session: let it through while CloudBase is down.
+        Err(GatewayError::CloudBaseUnavailable) if public => super::SessionLookup {
+            session: None,
+            set_cookie: None,
+        },
         Err(e) => return pages::error_response(&e, &inc),
     };
     let record = lookup.session.as_ref().map(|l| l.record.as_ref());

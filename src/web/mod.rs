@@ -146,14 +146,9 @@ impl Gateway {
         match self.sessions.fresh(&worker.cloudbase, loaded).await {
             Ok(l) => {
                 self.sessions.touch(&l).await;
+                // A refresh moved the session's end to now + session_ttl.
                 let renewed = (l.record.refresh_expires_at > before)
-                    .then(|| {
-                        let left = l
-                            .record
-                            .refresh_expires_at
-                            .saturating_sub(self.clock.unix_secs());
-                        value.map(|v| cookies.session(v, left))
-                    })
+                    .then(|| value.map(|v| cookies.session(v, self.config.session.ttl.as_secs())))
                     .flatten();
                 Ok(SessionLookup {
                     session: Some(l),
@@ -210,7 +205,8 @@ pub fn host_without_port(authority: &str) -> String {
     } else {
         authority.split(':').next().unwrap_or_default().to_string()
     };
-    host.to_ascii_lowercase()
+    // `admin.example.com.` is the same host as `admin.example.com`: match routes on one form.
+    host.strip_suffix('.').unwrap_or(&host).to_ascii_lowercase()
 }
 
 fn first_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -296,5 +292,9 @@ mod tests {
         assert_eq!(host_without_port("App.Example.com:4180"), "app.example.com");
         assert_eq!(host_without_port("[::1]:8080"), "[::1]");
         assert_eq!(host_without_port("localhost"), "localhost");
+        assert_eq!(
+            host_without_port("Admin.Example.com.:443"),
+            "admin.example.com"
+        );
     }
 }

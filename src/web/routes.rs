@@ -14,7 +14,9 @@ pub struct RouteLabel(pub String);
 /// Registers the gateway's endpoints; everything else goes to the proxy.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ping", web::get().to(ping))
+        .route("/ping", web::head().to(ping))
         .route("/ready", web::get().to(ready))
+        .route("/ready", web::head().to(ready))
         .route(PREFIX, web::get().to(auth::login))
         .route(&format!("{PREFIX}/"), web::get().to(auth::login))
         .route(
