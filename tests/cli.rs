@@ -267,19 +267,7 @@ fn serve_answers_health_checks() {
 
 #[test]
 fn demo_prints_both_urls_then_the_users_and_protects_whoami() {
-    let mut child = cmd(&["demo", "--listen", "127.0.0.1:0", "--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawns");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    for _ in 0..4 {
-        let mut line = String::new();
-        out.read_line(&mut line).expect("line");
-        lines.push(line.trim_end().to_string());
-    }
-    let guard = Running(child, String::new());
+    let (guard, lines) = demo(&["--log-level", "warn"], Stdio::null());
     let gw = lines[0]
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("{lines:?}"))
@@ -332,6 +320,40 @@ fn exchange(url: &str, method: &str, headers: &[(&str, &str)], body: &str) -> St
     out
 }
 
+/// Starts `demo --listen 127.0.0.1:0 ARGS`; the process and its first four stdout lines.
+fn demo(args: &[&str], stderr: Stdio) -> (Running, Vec<String>) {
+    let mut all = vec!["demo", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut child = cmd(&all)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawns");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("line");
+        lines.push(line.trim_end().to_string());
+    }
+    (Running(child, String::new()), lines)
+}
+
+/// The sign-in page's CSRF cookie value and form token.
+fn login_form(gw: &str) -> (String, String) {
+    let page = exchange(&format!("{gw}/__auth/"), "GET", &[], "");
+    let csrf = set_cookie_value(&page, "cbgw_session_csrf");
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{page}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    (csrf, token)
+}
+
 /// The value of the `name` cookie set by a response.
 fn set_cookie_value(response: &str, name: &str) -> String {
     response
@@ -365,29 +387,17 @@ fn demo_takes_users_and_an_upstream() {
         "users.toml",
         "[[users]]\nusername = \"dora\"\npassword = \"a-real-Secret-9\"\n[[users]]\nemail = \"eve@example.com\"\n",
     );
-    let mut child = cmd(&[
-        "demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--users",
-        &users,
-        "--upstream",
-        &down,
-        "--log-level",
-        "warn",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawns");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    for _ in 0..4 {
-        let mut line = String::new();
-        out.read_line(&mut line).expect("line");
-        lines.push(line.trim_end().to_string());
-    }
-    let _guard = Running(child, String::new());
+    let (_guard, lines) = demo(
+        &[
+            "--users",
+            &users,
+            "--upstream",
+            &down,
+            "--log-level",
+            "warn",
+        ],
+        Stdio::null(),
+    );
     assert_eq!(
         lines[2], "demo user dora",
         "passwords from a file are not printed"
@@ -403,16 +413,7 @@ fn demo_takes_users_and_an_upstream() {
         "{users}"
     );
     let gw = lines[0].strip_prefix("listening on ").unwrap();
-    let page = exchange(&format!("{gw}/__auth/"), "GET", &[], "");
-    let csrf = set_cookie_value(&page, "cbgw_session_csrf");
-    let token = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let (csrf, token) = login_form(&gw);
     let signed_in = exchange(
         &format!("{gw}/__auth/sign_in/password"),
         "POST",
@@ -433,32 +434,10 @@ fn demo_takes_users_and_an_upstream() {
 #[test]
 fn logs_carry_no_password_cookie_or_token() {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = cmd(&["demo", "--listen", "127.0.0.1:0", "--log-level", "trace"])
-        .stdout(Stdio::piped())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .expect("spawns");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let guard = Running(child, String::new());
-    let gw = line
-        .trim_end()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (guard, lines) = demo(&["--log-level", "trace"], log.reopen().unwrap().into());
+    let gw = lines[0].strip_prefix("listening on ").unwrap().to_string();
 
-    let page = exchange(&format!("{gw}/__auth/"), "GET", &[], "");
-    let csrf = set_cookie_value(&page, "cbgw_session_csrf");
-    let token = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let (csrf, token) = login_form(&gw);
     let csrf_header = format!("cbgw_session_csrf={csrf}");
     let form =
         |password: &str| format!("csrf={token}&rd=%2Fhello&username=alice&password={password}");

@@ -247,6 +247,20 @@ impl Gw {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    /// The metrics listener's text.
+    async fn metrics(&self) -> String {
+        let body = self
+            .http
+            .get(format!("{}/metrics", self.metrics_url))
+            .send()
+            .await
+            .unwrap()
+            .body()
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
     async fn fault(&self, fault: Value) {
         let (status, _) = self.env.post_json("/__emulator/faults", fault).await;
         assert_eq!(status, 200);
@@ -719,16 +733,7 @@ async fn one_refresh_for_a_hundred_concurrent_requests() {
     assert!(renewed.contains("Max-Age=2592000"), "{renewed}");
     assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 2);
     assert!(!bearers.contains(&old_bearer));
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.metrics_url))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("cloudbase_gateway_refreshes_total{outcome=\"ok\"} 2"),
         "{metrics}"
@@ -834,16 +839,7 @@ async fn cloudbase_outage_keeps_valid_sessions_serving() {
     let (status, seen) = gw.api("/open/page", Some(&s)).await;
     assert_eq!(status, 200, "public pages stay up");
     assert!(seen["headers"].get("authorization").is_none());
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.metrics_url))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("cloudbase_gateway_cloudbase_errors_total{endpoint=\"/auth/v1/token\",error=\"unavailable\"}"),
         "{metrics}"

@@ -52,6 +52,19 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, GatewayError> {
     Ok(url::form_urlencoded::parse(body).into_owned().collect())
 }
 
+/// A posted form whose CSRF token matches this browser's CSRF cookie, and its validated
+/// return URL.
+fn csrf_form(
+    gw: &Gateway,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(HashMap<String, String>, String), GatewayError> {
+    let form = parse_form(body)?;
+    check_csrf(gw, req, &form)?;
+    let rd = return_url(gw, &form);
+    Ok((form, rd))
+}
+
 fn query(req: &HttpRequest) -> HashMap<String, String> {
     url::form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
@@ -109,14 +122,10 @@ pub async fn sign_in_password(
     worker: web::Data<Worker>,
 ) -> HttpResponse {
     let inc = gw.incoming(&req);
-    let form = match parse_form(&body) {
+    let (form, rd) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
     };
-    if let Err(e) = check_csrf(&gw, &req, &form) {
-        return pages::error_response(&e, &inc);
-    }
-    let rd = return_url(&gw, &form);
     let username = form.get("username").map(|s| s.trim()).unwrap_or_default();
     let password = form.get("password").map(String::as_str).unwrap_or_default();
     if username.is_empty() || password.is_empty() || username.len() > 256 || password.len() > 1024 {
@@ -254,14 +263,10 @@ pub async fn sign_out(
     worker: web::Data<Worker>,
 ) -> HttpResponse {
     let inc = gw.incoming(&req);
-    let form = match parse_form(&body) {
+    let (_, rd) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
     };
-    if let Err(e) = check_csrf(&gw, &req, &form) {
-        return pages::error_response(&e, &inc);
-    }
-    let rd = return_url(&gw, &form);
     let cookie = req.cookie(gw.sessions.cookies().session_name());
     match gw.sessions.load(cookie.as_ref().map(|c| c.value())).await {
         Ok(Some(loaded)) => {
