@@ -413,7 +413,7 @@ fn demo_takes_users_and_an_upstream() {
         "{users}"
     );
     let gw = lines[0].strip_prefix("listening on ").unwrap();
-    let (csrf, token) = login_form(&gw);
+    let (csrf, token) = login_form(gw);
     let signed_in = exchange(
         &format!("{gw}/__auth/sign_in/password"),
         "POST",
