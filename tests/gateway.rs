@@ -687,6 +687,32 @@ async fn group_members_pass_group_routes() {
 }
 
 #[actix_web::test]
+async fn automatic_anonymous_sign_in_switched_off_asks_for_sign_in() {
+    let gw = start(POLICY_ROUTES).await;
+    gw.env.settings(json!({"anonymous_enabled": false})).await;
+    let resp = gw
+        .http
+        .get(format!("{}/shop", gw.url))
+        .insert_header(("sec-fetch-mode", "navigate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers().get("location").unwrap(),
+        "/__auth/?rd=%2Fshop"
+    );
+    assert!(set_cookie(&resp, SESSION).is_none());
+    assert_eq!(
+        gw.env
+            .requests_to("/auth/v1/signin/anonymously")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[actix_web::test]
 async fn one_refresh_for_a_hundred_concurrent_requests() {
     let gw = start("").await;
     let s = gw.sign_in("alice", "alice-pass-1").await;

@@ -96,21 +96,31 @@ async fn handle(
         // Every CloudBase call gets its own x-request-id, as the SDK does; the request span
         // ties them to this request in the logs.
         let ctx = CallContext::new(device_id.clone());
-        let creds = worker.cloudbase.signin_anonymously(&ctx, false).await?;
-        let started = gw
-            .sessions
-            .start(&creds, Default::default(), &device_id)
-            .await?;
-        gw.metrics.sign_in("anonymous_auto");
-        set_cookie = Some(
-            gw.sessions
-                .cookies()
-                .session(started.cookie_value, started.max_age_secs),
-        );
-        session = Some(Loaded {
-            key: started.key,
-            record: started.record,
-        });
+        match worker.cloudbase.signin_anonymously(&ctx, false).await {
+            Ok(creds) => {
+                let started = gw
+                    .sessions
+                    .start(&creds, Default::default(), &device_id)
+                    .await?;
+                gw.metrics.sign_in("anonymous_auto");
+                set_cookie = Some(
+                    gw.sessions
+                        .cookies()
+                        .session(started.cookie_value, started.max_age_secs),
+                );
+                session = Some(Loaded {
+                    key: started.key,
+                    record: started.record,
+                });
+            }
+            // Anonymous sign-in switched off or CloudBase down: the visitor is asked to sign
+            // in, which is what the route would do without the option.
+            Err(e) => tracing::warn!(
+                error = e.code(),
+                request_id = e.request_id(),
+                "automatic anonymous sign-in failed; asking the visitor to sign in"
+            ),
+        }
     }
 
     let record = session.as_ref().map(|l| l.record.as_ref());
