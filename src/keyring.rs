@@ -78,11 +78,6 @@ impl Keys {
             mac.verify_slice(tag).is_ok()
         })
     }
-
-    /// The raw keys, newest first (for AEAD keys).
-    pub fn all(&self) -> &[[u8; 32]] {
-        &self.0
-    }
 }
 
 #[cfg(test)]

@@ -247,6 +247,31 @@ impl Gw {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    /// A browser navigation to `path` (Fetch metadata says so; the whoami upstream answers
+    /// JSON because the Accept header also lists it).
+    async fn navigate(
+        &self,
+        path: &str,
+        session: Option<&str>,
+    ) -> awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>>,
+    > {
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .insert_header(("sec-fetch-mode", "navigate"))
+            .insert_header(("accept", "text/html, application/json;q=0.9"));
+        if let Some(s) = session {
+            req = req.insert_header(("cookie", format!("{SESSION}={s}")));
+        }
+        req.send().await.unwrap()
+    }
+
+    /// How many calls to `path` the emulator has received.
+    async fn calls(&self, path: &str) -> usize {
+        self.env.requests_to(path).await.len()
+    }
+
     /// The metrics listener's text.
     async fn metrics(&self) -> String {
         let body = self
@@ -615,14 +640,7 @@ async fn policies_hold_against_bypass_attempts() {
         // Not signed in, the same paths need a session: never the public route.
         assert_eq!(gw.api(path, None).await.0, 401, "{path} without a session");
     }
-    let mut page = gw
-        .http
-        .get(format!("{}/admin", gw.url))
-        .insert_header(("sec-fetch-mode", "navigate"))
-        .insert_header(("cookie", format!("{SESSION}={alice}")))
-        .send()
-        .await
-        .unwrap();
+    let mut page = gw.navigate("/admin", Some(&alice)).await;
     assert_eq!(page.status(), 403);
     let html = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
     assert!(html.contains("Access denied"), "{html}");
@@ -640,14 +658,7 @@ async fn policies_hold_against_bypass_attempts() {
         .requests_to("/auth/v1/signin/anonymously")
         .await
         .is_empty());
-    let mut resp = gw
-        .http
-        .get(format!("{}/shop/cart", gw.url))
-        .insert_header(("sec-fetch-mode", "navigate"))
-        .insert_header(("accept", "application/json"))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = gw.navigate("/shop/cart", None).await;
     assert_eq!(resp.status(), 200);
     let anon = cookie_value(&set_cookie(&resp, SESSION).expect("anonymous session cookie"));
     let seen: Value = resp.json().await.unwrap();
@@ -656,24 +667,12 @@ async fn policies_hold_against_bypass_attempts() {
         .as_str()
         .unwrap()
         .starts_with("Bearer ey"));
-    assert_eq!(
-        gw.env
-            .requests_to("/auth/v1/signin/anonymously")
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(gw.calls("/auth/v1/signin/anonymously").await, 1);
     assert_eq!(gw.api("/shop/cart", Some(&anon)).await.0, 200);
     assert_eq!(gw.api("/anything", Some(&anon)).await.0, 200);
     assert_eq!(gw.api("/members", Some(&anon)).await.0, 403);
     assert_eq!(gw.api("/admin", Some(&anon)).await.0, 403);
-    assert_eq!(
-        gw.env
-            .requests_to("/auth/v1/signin/anonymously")
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(gw.calls("/auth/v1/signin/anonymously").await, 1);
 }
 
 #[actix_web::test]
@@ -690,26 +689,14 @@ async fn group_members_pass_group_routes() {
 async fn automatic_anonymous_sign_in_switched_off_asks_for_sign_in() {
     let gw = start(POLICY_ROUTES).await;
     gw.env.settings(json!({"anonymous_enabled": false})).await;
-    let resp = gw
-        .http
-        .get(format!("{}/shop", gw.url))
-        .insert_header(("sec-fetch-mode", "navigate"))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.navigate("/shop", None).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(
         resp.headers().get("location").unwrap(),
         "/__auth/?rd=%2Fshop"
     );
     assert!(set_cookie(&resp, SESSION).is_none());
-    assert_eq!(
-        gw.env
-            .requests_to("/auth/v1/signin/anonymously")
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(gw.calls("/auth/v1/signin/anonymously").await, 1);
 }
 
 #[actix_web::test]
@@ -740,7 +727,7 @@ async fn one_refresh_for_a_hundred_concurrent_requests() {
                 .to_string(),
         );
     }
-    assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 1);
+    assert_eq!(gw.calls("/auth/v1/token").await, 1);
     assert_eq!(bearers.len(), 1, "every request used the refreshed token");
     // The refresh extended the session: the cookie's Max-Age was renewed, handle unchanged
     // (checked on a request after the storm, which sees no further refresh).
@@ -757,7 +744,7 @@ async fn one_refresh_for_a_hundred_concurrent_requests() {
     let renewed = set_cookie(&resp, SESSION).expect("renewed cookie");
     assert_eq!(cookie_value(&renewed), s);
     assert!(renewed.contains("Max-Age=2592000"), "{renewed}");
-    assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 2);
+    assert_eq!(gw.calls("/auth/v1/token").await, 2);
     assert!(!bearers.contains(&old_bearer));
     let metrics = gw.metrics().await;
     assert!(
@@ -792,14 +779,7 @@ async fn invalid_grant_ends_the_session() {
     gw.fault(json!({"path": "/auth/v1/token", "error": "invalid_grant", "status": 400}))
         .await;
     gw.clock.advance(Duration::from_secs(7100));
-    let resp = gw
-        .http
-        .get(format!("{}/page", gw.url))
-        .insert_header(("sec-fetch-mode", "navigate"))
-        .insert_header(("cookie", format!("{SESSION}={s}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.navigate("/page", Some(&s)).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(
         resp.headers().get("location").unwrap(),
@@ -808,20 +788,13 @@ async fn invalid_grant_ends_the_session() {
     let cleared = set_cookie(&resp, SESSION).expect("cookie cleared");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
     assert_eq!(gw.api("/page", Some(&s)).await.0, 401);
-    assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 1);
+    assert_eq!(gw.calls("/auth/v1/token").await, 1);
 }
 
 #[actix_web::test]
 async fn anonymous_sessions_sign_in_again_on_invalid_grant() {
     let gw = start(POLICY_ROUTES).await;
-    let mut resp = gw
-        .http
-        .get(format!("{}/shop", gw.url))
-        .insert_header(("sec-fetch-mode", "navigate"))
-        .insert_header(("accept", "application/json"))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = gw.navigate("/shop", None).await;
     let anon = cookie_value(&set_cookie(&resp, SESSION).unwrap());
     let first: Value = resp.json().await.unwrap();
     gw.fault(json!({"path": "/auth/v1/token", "error": "invalid_grant", "status": 400}))
@@ -893,13 +866,13 @@ async fn a_rate_limited_refresh_keeps_the_session_and_cools_down() {
     assert_eq!(gw.api("/a", Some(&s)).await.0, 200);
     assert_eq!(gw.api("/b", Some(&s)).await.0, 200);
     assert_eq!(
-        gw.env.requests_to("/auth/v1/token").await.len(),
+        gw.calls("/auth/v1/token").await,
         1,
         "the second request did not retry within the cool-down"
     );
     gw.clock.advance(Duration::from_secs(11));
     assert_eq!(gw.api("/c", Some(&s)).await.0, 200);
-    assert_eq!(gw.env.requests_to("/auth/v1/token").await.len(), 2);
+    assert_eq!(gw.calls("/auth/v1/token").await, 2);
 }
 
 #[actix_web::test]
@@ -950,14 +923,7 @@ async fn upstream_failures_limits_and_websockets() {
     let (status, body) = gw.api("/down/x", Some(&s)).await;
     assert_eq!(status, 502);
     assert_eq!(body["error"], "upstream_unreachable");
-    let resp = gw
-        .http
-        .get(format!("{}/down/x", gw.url))
-        .insert_header(("sec-fetch-mode", "navigate"))
-        .insert_header(("cookie", format!("{SESSION}={s}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.navigate("/down/x", Some(&s)).await;
     assert_eq!(resp.status(), 502);
     assert!(resp
         .headers()
@@ -1072,7 +1038,7 @@ async fn sign_out_revokes_clears_and_refuses_the_old_cookie() {
         "open redirect refused"
     );
     assert!(set_cookie(&resp, SESSION).unwrap().contains("Max-Age=0"));
-    assert_eq!(gw.env.requests_to("/auth/v1/revoke").await.len(), 1);
+    assert_eq!(gw.calls("/auth/v1/revoke").await, 1);
     assert_eq!(gw.api("/x", Some(&s)).await.0, 401);
     assert_eq!(gw.api("/__auth/userinfo", Some(&s)).await.0, 401);
 }

@@ -25,11 +25,6 @@ impl SessionKey {
     pub fn from_handle(handle: &[u8; 32]) -> SessionKey {
         SessionKey(Sha256::digest(handle).into())
     }
-
-    /// The key as bytes (a Redis backend names records after it).
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
 }
 
 impl std::fmt::Debug for SessionKey {
