@@ -42,6 +42,99 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Where `/metrics` is served; off when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// The hosted login pages: methods, branding, language.
+    pub login: LoginSettings,
+    /// Rate limits of the sign-in flows.
+    pub rate_limits: RateLimitSettings,
+}
+
+/// A sign-in method of the hosted login page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInMethod {
+    /// User name, e-mail or phone with a password.
+    Password,
+    /// A code sent by e-mail.
+    EmailCode,
+    /// A code sent by SMS.
+    SmsCode,
+    /// Anonymous (guest) sign-in.
+    Anonymous,
+    /// Custom-login tickets posted to `/__auth/ticket`.
+    Ticket,
+}
+
+impl SignInMethod {
+    /// The name used in `sign_in_methods`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignInMethod::Password => "password",
+            SignInMethod::EmailCode => "email_code",
+            SignInMethod::SmsCode => "sms_code",
+            SignInMethod::Anonymous => "anonymous",
+            SignInMethod::Ticket => "ticket",
+        }
+    }
+
+    fn parse(s: &str) -> Result<SignInMethod, String> {
+        Ok(match s {
+            "password" => SignInMethod::Password,
+            "email_code" => SignInMethod::EmailCode,
+            "sms_code" => SignInMethod::SmsCode,
+            "anonymous" => SignInMethod::Anonymous,
+            "ticket" => SignInMethod::Ticket,
+            _ => {
+                return Err(format!(
+                    "{s:?}: expected password, email_code, sms_code, anonymous or ticket"
+                ))
+            }
+        })
+    }
+}
+
+/// The hosted login pages.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// Enabled methods, in the order the page shows them.
+    pub methods: Vec<SignInMethod>,
+    /// Whether the page offers sign-up (needs a code method).
+    pub sign_up: bool,
+    /// Product name shown on the pages.
+    pub brand_name: String,
+    /// Logo shown above the forms.
+    pub brand_logo_url: Option<String>,
+    /// Primary colour, `#rrggbb`.
+    pub brand_color: String,
+    /// Language when neither `?lang=`, the language cookie nor `Accept-Language` decide.
+    pub default_language: crate::i18n::Lang,
+}
+
+impl LoginSettings {
+    /// Whether `m` is enabled.
+    pub fn has(&self, m: SignInMethod) -> bool {
+        self.methods.contains(&m)
+    }
+}
+
+/// `count` events per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed in the window.
+    pub count: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+/// Rate limits of the sign-in flows (`None`: off).
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// Codes sent to one phone or e-mail.
+    pub code_per_target: Option<Rate>,
+    /// Codes requested from one client IP.
+    pub code_per_ip: Option<Rate>,
+    /// Password attempts for one user name.
+    pub password_per_user: Option<Rate>,
+    /// Password attempts from one client IP.
+    pub password_per_ip: Option<Rate>,
 }
 
 /// The session cookie's name, scope and keyring.
@@ -263,9 +356,38 @@ impl Config {
         if let Some(addr) = self.metrics_listen {
             put("metrics_listen", addr.to_string());
         }
+        put("brand_name", self.login.brand_name.clone());
+        if let Some(logo) = &self.login.brand_logo_url {
+            put("brand_logo_url", logo.clone());
+        }
+        put("brand_color", self.login.brand_color.clone());
+        put(
+            "default_language",
+            self.login.default_language.tag().to_string(),
+        );
+        let rate = |r: Option<Rate>| match r {
+            Some(r) => format!("{}/{}", r.count, humantime::format_duration(r.per)),
+            None => "off".to_string(),
+        };
+        let rl = &self.rate_limits;
+        put("rate_limit_code_per_target", rate(rl.code_per_target));
+        put("rate_limit_code_per_ip", rate(rl.code_per_ip));
+        put("rate_limit_password_per_user", rate(rl.password_per_user));
+        put("rate_limit_password_per_ip", rate(rl.password_per_ip));
         let strings =
             |v: Vec<String>| toml::Value::Array(v.into_iter().map(toml::Value::String).collect());
         t.insert("insecure_cookie".into(), self.cookie.insecure.into());
+        t.insert("sign_up".into(), self.login.sign_up.into());
+        t.insert(
+            "sign_in_methods".into(),
+            strings(
+                self.login
+                    .methods
+                    .iter()
+                    .map(|m| m.name().to_string())
+                    .collect(),
+            ),
+        );
         t.insert(
             "pass_host_header".into(),
             self.proxy.pass_host_header.into(),
@@ -470,6 +592,56 @@ const KEYS: &[KeySpec] = &[
     },
     KeySpec {
         key: "metrics_listen",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "sign_in_methods",
+        kind: Kind::List,
+        secret: false,
+    },
+    KeySpec {
+        key: "sign_up",
+        kind: Kind::Bool,
+        secret: false,
+    },
+    KeySpec {
+        key: "brand_name",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "brand_logo_url",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "brand_color",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "default_language",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "rate_limit_code_per_target",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "rate_limit_code_per_ip",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "rate_limit_password_per_user",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "rate_limit_password_per_ip",
         kind: Kind::Str,
         secret: false,
     },
@@ -879,6 +1051,9 @@ fn validate(mut c: Collector) -> Result<Config, ConfigErrors> {
         })
     });
 
+    let login = login_settings(&mut c);
+    let rate_limits = rate_limit_settings(&mut c);
+
     debug_assert!(c.values.is_empty(), "every known key is validated");
 
     match (
@@ -904,6 +1079,8 @@ fn validate(mut c: Collector) -> Result<Config, ConfigErrors> {
             allowed_redirect_hosts: allowed_redirect_hosts.expect("no problems"),
             trusted_proxies: trusted_proxies.expect("no problems"),
             metrics_listen,
+            login: login.expect("no problems"),
+            rate_limits: rate_limits.expect("no problems"),
             cloudbase: CloudBaseSettings {
                 env_id,
                 region,
@@ -1032,6 +1209,135 @@ fn proxy_settings(c: &mut Collector) -> Option<ProxySettings> {
         max_body_size: max_body_size?,
         max_header_size: max_header_size? as usize,
         pass_host_header: pass_host_header?,
+    })
+}
+
+fn login_settings(c: &mut Collector) -> Option<LoginSettings> {
+    let methods = match c.take("sign_in_methods") {
+        None => Some(vec![
+            SignInMethod::Password,
+            SignInMethod::EmailCode,
+            SignInMethod::SmsCode,
+            SignInMethod::Ticket,
+        ]),
+        Some(v) => parse_or(c, "sign_in_methods", v, |s| {
+            let mut out: Vec<SignInMethod> = Vec::new();
+            for m in s.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                let m = SignInMethod::parse(m)?;
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        }),
+    };
+    let sign_up = match c.take("sign_up") {
+        None => Some(true),
+        Some(v) => parse_or(c, "sign_up", v, parse_bool),
+    };
+    let brand_name = match c.take("brand_name") {
+        None => Some("CloudBase Gateway".to_string()),
+        Some(v) => parse_or(c, "brand_name", v, |s| {
+            if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
+                return Err("expected a name of 1 to 64 characters".into());
+            }
+            Ok(s.to_string())
+        }),
+    };
+    let brand_logo_url = match c.take("brand_logo_url") {
+        None => Some(None),
+        Some(v) => parse_or(c, "brand_logo_url", v, |s| {
+            if s.starts_with('/') && !s.starts_with("//") {
+                // A path on the gateway's own origin (e.g. served by the upstream).
+                if s.chars().any(|ch| {
+                    ch.is_whitespace()
+                        || ch.is_control()
+                        || matches!(ch, '\\' | '"' | '\'' | '<' | '>')
+                }) {
+                    return Err("expected an https URL or a path".into());
+                }
+                return Ok(Some(s.to_string()));
+            }
+            let url = http_url(s)?;
+            if url.scheme() != "https" {
+                return Err("expected an https URL (or a path on this site)".into());
+            }
+            Ok(Some(url.to_string()))
+        }),
+    };
+    let brand_color = match c.take("brand_color") {
+        None => Some("#0052d9".to_string()),
+        Some(v) => parse_or(c, "brand_color", v, |s| {
+            let hex = s.strip_prefix('#').unwrap_or_default();
+            if hex.len() == 6 && hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
+                Ok(s.to_ascii_lowercase())
+            } else {
+                Err("expected a colour such as #0052d9".into())
+            }
+        }),
+    };
+    let default_language = match c.take("default_language") {
+        None => Some(crate::i18n::Lang::En),
+        Some(v) => parse_or(c, "default_language", v, |s| match s {
+            "en" => Ok(crate::i18n::Lang::En),
+            "zh-CN" => Ok(crate::i18n::Lang::ZhCn),
+            _ => Err("expected en or zh-CN".into()),
+        }),
+    };
+    if let (Some(m), Some(true)) = (&methods, sign_up) {
+        if !m.contains(&SignInMethod::EmailCode) && !m.contains(&SignInMethod::SmsCode) {
+            c.problem(
+                "sign_up",
+                None,
+                "sign-up confirms an e-mail or phone with a code: enable email_code or sms_code in sign_in_methods, or set sign_up = false",
+            );
+        }
+    }
+    Some(LoginSettings {
+        methods: methods?,
+        sign_up: sign_up?,
+        brand_name: brand_name?,
+        brand_logo_url: brand_logo_url?,
+        brand_color: brand_color?,
+        default_language: default_language?,
+    })
+}
+
+/// `"N/duration"` (e.g. `1/60s`, `10/1h`), or `off`.
+fn parse_rate(s: &str) -> Result<Option<Rate>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || format!("{s:?}: expected a count per duration such as 10/5m, or off");
+    let (n, per) = s.split_once('/').ok_or_else(bad)?;
+    let count: u32 = n.trim().parse().map_err(|_| bad())?;
+    let per = humantime::parse_duration(per.trim()).map_err(|_| bad())?;
+    if count == 0 || count > 1_000_000 || per.is_zero() || per > Duration::from_secs(7 * 24 * 3600)
+    {
+        return Err(format!(
+            "{s:?}: the count must be 1 to 1000000 and the duration at most 7 days (or use off)"
+        ));
+    }
+    Ok(Some(Rate { count, per }))
+}
+
+fn rate_limit_settings(c: &mut Collector) -> Option<RateLimitSettings> {
+    let mut rate = |key: &str, default: (u32, u64)| match c.take(key) {
+        None => Some(Some(Rate {
+            count: default.0,
+            per: Duration::from_secs(default.1),
+        })),
+        Some(v) => parse_or(c, key, v, parse_rate),
+    };
+    let code_per_target = rate("rate_limit_code_per_target", (1, 60));
+    let code_per_ip = rate("rate_limit_code_per_ip", (10, 3600));
+    let password_per_user = rate("rate_limit_password_per_user", (10, 300));
+    let password_per_ip = rate("rate_limit_password_per_ip", (10, 300));
+    Some(RateLimitSettings {
+        code_per_target: code_per_target?,
+        code_per_ip: code_per_ip?,
+        password_per_user: password_per_user?,
+        password_per_ip: password_per_ip?,
     })
 }
 

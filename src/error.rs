@@ -46,6 +46,15 @@ pub enum GatewayError {
     /// The session store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A multi-step flow's id is missing, unknown, expired, used or another browser's.
+    #[error("flow expired")]
+    FlowExpired,
+    /// A hosted-page link names another CloudBase environment or client.
+    #[error("wrong environment")]
+    WrongEnvironment,
+    /// Over a rate limit; retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited(u64),
 }
 
 impl From<CloudBaseError> for GatewayError {
@@ -64,7 +73,10 @@ impl GatewayError {
         match self {
             GatewayError::Unauthenticated => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden | GatewayError::Csrf => StatusCode::FORBIDDEN,
-            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequest(_)
+            | GatewayError::FlowExpired
+            | GatewayError::WrongEnvironment => StatusCode::BAD_REQUEST,
+            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -100,6 +112,9 @@ impl GatewayError {
             GatewayError::CloudBaseUnavailable => "cloudbase_unavailable",
             GatewayError::CloudBase(_) => "cloudbase_error",
             GatewayError::Store(_) => "store_unavailable",
+            GatewayError::FlowExpired => "flow_expired",
+            GatewayError::WrongEnvironment => "wrong_environment",
+            GatewayError::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -119,6 +134,9 @@ impl GatewayError {
                 "Temporarily unavailable"
             }
             GatewayError::CloudBase(_) => "Sign-in service refused",
+            GatewayError::FlowExpired => "Start again",
+            GatewayError::WrongEnvironment => "Wrong environment",
+            GatewayError::RateLimited(_) => "Too many requests",
         }
     }
 
@@ -150,12 +168,67 @@ impl GatewayError {
             GatewayError::CloudBase(_) => {
                 "The sign-in service refused the request. Start again from the sign-in page."
             }
+            GatewayError::FlowExpired => {
+                "This sign-in step expired or was already used. Start again."
+            }
+            GatewayError::WrongEnvironment => {
+                "This sign-in link is for another CloudBase environment."
+            }
+            GatewayError::RateLimited(_) => "Too many requests. Wait a moment and try again.",
         }
+    }
+
+    /// Seconds a client should wait before retrying, for `Retry-After`.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::RateLimited(s) => Some(*s),
+            e if e.status() == StatusCode::SERVICE_UNAVAILABLE => Some(10),
+            _ => None,
+        }
+    }
+
+    /// Every variant once, for tests that check each has a page in both languages.
+    #[cfg(test)]
+    pub fn samples() -> Vec<GatewayError> {
+        vec![
+            GatewayError::Unauthenticated,
+            GatewayError::Forbidden,
+            GatewayError::Csrf,
+            GatewayError::BadRequest("x"),
+            GatewayError::NotFound,
+            GatewayError::HeadersTooLarge,
+            GatewayError::BodyTooLarge,
+            GatewayError::UpstreamUnreachable,
+            GatewayError::UpstreamTimeout,
+            GatewayError::CloudBaseUnavailable,
+            GatewayError::Store(StoreError("x".into())),
+            GatewayError::FlowExpired,
+            GatewayError::WrongEnvironment,
+            GatewayError::RateLimited(3),
+        ]
     }
 
     /// Whether the error is the gateway's or a dependency's fault (logged at warn), rather than
     /// the caller's.
     pub fn is_server_side(&self) -> bool {
         self.status().is_server_error()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::ENTRIES;
+
+    #[test]
+    fn every_error_has_a_page_text_in_both_languages() {
+        for e in GatewayError::samples() {
+            for part in ["title", "desc"] {
+                let key = format!("gwerr.{}.{part}", e.code());
+                assert!(ENTRIES.iter().any(|(k, _, _)| *k == key), "missing {key}");
+            }
+        }
+        let key = "gwerr.cloudbase_error.title";
+        assert!(ENTRIES.iter().any(|(k, _, _)| *k == key));
     }
 }

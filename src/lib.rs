@@ -6,7 +6,8 @@
 //! [`clock`] and [`entropy`] (injected time and randomness), [`secret`] (redacted strings),
 //! [`server`] (builds the gateway's HTTP servers), [`web`] (handlers and pages), [`proxy`]
 //! (reverse proxy and route policies), [`session`] (store, cookie, refresh), [`flow`]
-//! (return-URL validator), [`keyring`] (derived keys), [`metrics`], [`error`] (the request
+//! (return-URL validator and flow store), [`flows`] (the sign-in flows), [`i18n`] (page
+//! languages), [`ratelimit`] (sign-in rate limits), [`keyring`] (derived keys), [`metrics`], [`error`] (the request
 //! path's error type), [`telemetry`] (logging), [`jwt`] (RS256 JWTs).
 
 pub mod clock;
@@ -17,10 +18,13 @@ pub mod emulator;
 pub mod entropy;
 pub mod error;
 pub mod flow;
+pub mod flows;
+pub mod i18n;
 pub mod jwt;
 pub mod keyring;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod secret;
 pub mod server;
 pub mod session;

@@ -12,9 +12,11 @@ use crate::cloudbase::client::{ClientSettings, CloudBaseClient};
 use crate::config::Config;
 use crate::entropy::{OsEntropy, SharedEntropy};
 use crate::flow::redirect::ReturnUrls;
+use crate::flow::store::FlowStore;
 use crate::keyring::Keyring;
 use crate::metrics::Metrics;
 use crate::proxy::policy::Routes;
+use crate::ratelimit::RateLimits;
 use crate::session::cookie::CookieFactory;
 use crate::session::manager::SessionManager;
 use crate::session::memory::MemoryStore;
@@ -67,6 +69,9 @@ pub fn build(config: &Config, listener: TcpListener) -> std::io::Result<actix_we
     Ok(running.server)
 }
 
+/// How long a flow in progress (a code sent, a sudo token) stays usable: a code's own life.
+const FLOW_TTL: Duration = Duration::from_secs(600);
+
 /// Hosts a return URL may name: the configured ones and every host a route serves (the
 /// gateway sent the browser from there, so sending it back is no open redirect).
 fn redirect_hosts(config: &Config) -> Vec<String> {
@@ -117,7 +122,22 @@ pub fn build_with(
         config.session.refresh_margin,
         metrics.clone(),
     );
+    let flows = FlowStore::new(
+        config.session.capacity,
+        FLOW_TTL,
+        deps.clock.clone(),
+        deps.entropy.clone(),
+    );
+    let limits = RateLimits::new(&config.rate_limits, deps.clock.clone());
+    let brand = Arc::new(crate::web::pages::Brand {
+        name: config.login.brand_name.clone(),
+        logo: config.login.brand_logo_url.clone().unwrap_or_default(),
+        color: config.login.brand_color.clone(),
+    });
     let gateway = web::Data::new(Gateway {
+        brand,
+        flows,
+        limits,
         routes: Routes::new(config.routes.clone()),
         return_urls: ReturnUrls::new(&config.public_url, &redirect_hosts(&config)),
         sessions,

@@ -483,7 +483,7 @@ fn logs_carry_no_password_cookie_or_token() {
     let logs = std::fs::read_to_string(log.path()).unwrap();
     let line = logs
         .lines()
-        .find(|l| l.contains("signed in with password"))
+        .find(|l| l.contains("signed in") && l.contains("method=\"password\""))
         .unwrap_or_else(|| panic!("the logs were captured:\n{logs}"));
     assert!(
         line.contains("request{request_id="),

@@ -1164,7 +1164,7 @@ async fn wrong_password_and_csrf_failures_are_clear() {
     assert_eq!(resp.status(), 401);
     assert!(set_cookie(&resp, SESSION).is_none());
     let html = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
-    assert!(html.contains("Wrong user name or password."), "{html}");
+    assert!(html.contains("The password is wrong."), "{html}");
     assert!(!html.contains("nope"), "the password is never echoed");
     assert!(html.contains("value=\"/dash\""), "{html}");
 

@@ -33,6 +33,7 @@ const CSRF_MAX_AGE_SECS: i64 = 24 * 3600;
 pub struct CookieFactory {
     session_name: String,
     csrf_name: String,
+    lang_name: String,
     domain: Option<String>,
     secure: bool,
     session_keys: Keys,
@@ -51,6 +52,7 @@ impl CookieFactory {
         CookieFactory {
             session_name: format!("{prefix}{base}"),
             csrf_name: format!("{prefix}{base}_csrf"),
+            lang_name: format!("{prefix}{base}_lang"),
             domain: settings.domain.clone(),
             secure: !settings.insecure,
             session_keys: keyring.derive("session-cookie"),
@@ -68,9 +70,19 @@ impl CookieFactory {
         &self.csrf_name
     }
 
+    /// The language cookie's name (with its prefix).
+    pub fn lang_name(&self) -> &str {
+        &self.lang_name
+    }
+
     /// Whether `name` is one of the gateway's cookies (they never reach the upstream).
     pub fn is_ours(&self, name: &str) -> bool {
-        name == self.session_name || name == self.csrf_name
+        name == self.session_name || name == self.csrf_name || name == self.lang_name
+    }
+
+    /// The cookie remembering a language chosen with `?lang=` (a year).
+    pub fn lang(&self, tag: &str) -> Cookie<'static> {
+        self.build(self.lang_name.clone(), tag.to_string(), 365 * 24 * 3600)
     }
 
     /// A fresh random handle and the signed cookie value carrying it.

@@ -340,6 +340,23 @@ impl SessionManager {
         }
     }
 
+    /// Replaces the session's user snapshot (after an account change). Returns whether it was
+    /// written: a concurrent refresh wins, and the next sign-in refreshes the snapshot anyway.
+    ///
+    /// Fails when the store fails.
+    pub async fn update_user(
+        &self,
+        loaded: &Loaded,
+        user: UserSnapshot,
+    ) -> Result<bool, StoreError> {
+        let mut next = (*loaded.record).clone();
+        next.user = user;
+        next.version += 1;
+        self.store
+            .compare_and_swap(&loaded.key, loaded.record.version, next)
+            .await
+    }
+
     /// Records that the session was used, at most once a minute.
     pub async fn touch(&self, loaded: &Loaded) {
         let now = self.clock.unix_secs();

@@ -1,217 +1,28 @@
-//! Handlers of the gateway's own endpoints that need a browser session: the minimal password
-//! sign-in page (until the hosted login pages land), sign-out and userinfo. Each reads its
-//! input, calls the session manager or the CloudBase client, and maps the result.
+//! Handlers of the gateway's own endpoints around a session: sign-out, userinfo, and custom
+//! tickets (`POST /__auth/ticket`). Each reads its input, calls the session manager or a flow,
+//! and maps the result.
 
-use std::collections::HashMap;
-
-use actix_web::cookie::Cookie;
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::pages::{self, LoginPage, SignOutPage};
+use super::forms::{self, csrf_form, return_url, Form, View};
+use super::pages::{self, SignOutPage};
 use super::{Gateway, Worker, PREFIX};
-use crate::cloudbase::client::CallContext;
-use crate::cloudbase::types::{format_phone, SignInRequest};
+use crate::config::SignInMethod;
 use crate::error::GatewayError;
+use crate::flow::store::Browser;
+use crate::flows::{ticket, FlowError, Outcome};
 use crate::secret::Secret;
-use crate::session::manager::snapshot;
-
-/// Largest form body read.
-const MAX_FORM: usize = 16 * 1024;
-
-/// This browser's CSRF cookie value, and the cookie to set when it had none.
-fn csrf(gw: &Gateway, req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
-    let cookies = gw.sessions.cookies();
-    match req.cookie(cookies.csrf_name()) {
-        Some(c) if !c.value().is_empty() && c.value().len() <= 64 => (c.value().to_string(), None),
-        _ => {
-            let (value, cookie) = cookies.new_csrf(gw.entropy.as_ref());
-            (value, Some(cookie))
-        }
-    }
-}
-
-/// Checks the form's `csrf` field against the CSRF cookie.
-fn check_csrf(
-    gw: &Gateway,
-    req: &HttpRequest,
-    form: &HashMap<String, String>,
-) -> Result<(), GatewayError> {
-    let cookie = req.cookie(gw.sessions.cookies().csrf_name());
-    let token = form.get("csrf").map(String::as_str).unwrap_or_default();
-    match cookie {
-        Some(c) if gw.sessions.cookies().csrf_ok(c.value(), token) => Ok(()),
-        _ => Err(GatewayError::Csrf),
-    }
-}
-
-fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, GatewayError> {
-    if body.len() > MAX_FORM {
-        return Err(GatewayError::BodyTooLarge);
-    }
-    Ok(url::form_urlencoded::parse(body).into_owned().collect())
-}
-
-/// A posted form whose CSRF token matches this browser's CSRF cookie, and its validated
-/// return URL.
-fn csrf_form(
-    gw: &Gateway,
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<(HashMap<String, String>, String), GatewayError> {
-    let form = parse_form(body)?;
-    check_csrf(gw, req, &form)?;
-    let rd = return_url(gw, &form);
-    Ok((form, rd))
-}
-
-fn query(req: &HttpRequest) -> HashMap<String, String> {
-    url::form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect()
-}
-
-/// The return URL from `rd` or CloudBase's `redirect_uri`, validated.
-fn return_url(gw: &Gateway, params: &HashMap<String, String>) -> String {
-    let raw = params
-        .get("rd")
-        .or_else(|| params.get("redirect_uri"))
-        .map(String::as_str)
-        .unwrap_or("/");
-    gw.return_urls.validate(raw)
-}
-
-fn login_page(
-    gw: &Gateway,
-    req: &HttpRequest,
-    status: StatusCode,
-    rd: &str,
-    username: &str,
-    error: &str,
-) -> HttpResponse {
-    let (value, set) = csrf(gw, req);
-    let token = gw.sessions.cookies().csrf_token(&value);
-    let mut resp = pages::html(
-        status,
-        &LoginPage {
-            prefix: PREFIX,
-            csrf: &token,
-            rd,
-            username,
-            error,
-        },
-    );
-    if let Some(c) = set {
-        let _ = resp.add_cookie(&c);
-    }
-    resp
-}
-
-/// `GET /__auth/`: the sign-in page. Accepts `rd`, or CloudBase's `redirect_uri`.
-pub async fn login(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
-    let rd = return_url(&gw, &query(&req));
-    login_page(&gw, &req, StatusCode::OK, &rd, "", "")
-}
-
-/// `POST /__auth/sign_in/password`: password sign-in; on success a new session cookie and a
-/// 302 to the validated return URL.
-pub async fn sign_in_password(
-    req: HttpRequest,
-    body: web::Bytes,
-    gw: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-) -> HttpResponse {
-    let inc = gw.incoming(&req);
-    let (form, rd) = match csrf_form(&gw, &req, &body) {
-        Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
-    };
-    let username = form.get("username").map(|s| s.trim()).unwrap_or_default();
-    let password = form.get("password").map(String::as_str).unwrap_or_default();
-    if username.is_empty() || password.is_empty() || username.len() > 256 || password.len() > 1024 {
-        return login_page(
-            &gw,
-            &req,
-            StatusCode::BAD_REQUEST,
-            &rd,
-            username,
-            "Enter your user name and password.",
-        );
-    }
-    // A bare phone number is sent as the SDK sends it: `+86 138…`.
-    let login_name = if username
-        .chars()
-        .all(|c| c.is_ascii_digit() || c == '+' || c == ' ')
-        && username.chars().filter(char::is_ascii_digit).count() >= 6
-    {
-        format_phone(username)
-    } else {
-        username.to_string()
-    };
-    let device_id = gw.sessions.new_device_id();
-    // Every CloudBase call gets its own x-request-id, as the SDK does; the request span
-    // ties them to this request in the logs.
-    let ctx = CallContext::new(device_id.clone());
-    let request = SignInRequest {
-        username: login_name,
-        password: Some(Secret::new(password)),
-        verification_token: None,
-    };
-    let creds = match worker.cloudbase.signin(&ctx, &request).await {
-        Ok(c) => c,
-        Err(e) => {
-            let (status, message) = match e.code() {
-                Some("not_found") | Some("invalid_password") | Some("invalid_argument") => {
-                    (StatusCode::UNAUTHORIZED, "Wrong user name or password.")
-                }
-                Some("password_not_set") => (
-                    StatusCode::UNAUTHORIZED,
-                    "This account has no password. Sign in another way.",
-                ),
-                Some("user_blocked") => (StatusCode::FORBIDDEN, "This account is blocked."),
-                Some("user_pending") => (StatusCode::FORBIDDEN, "This account is not active yet."),
-                Some("resource_exhausted") => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many attempts. Wait a while and try again.",
-                ),
-                Some("captcha_required") | Some("captcha_invalid") => (
-                    StatusCode::FORBIDDEN,
-                    "The sign-in service asks for a captcha, which this page cannot show yet.",
-                ),
-                _ if e.is_unavailable() => {
-                    return pages::error_response(&GatewayError::CloudBaseUnavailable, &inc)
-                }
-                _ => (StatusCode::BAD_REQUEST, "Sign-in failed. Try again."),
-            };
-            tracing::info!(error = e.code(), request_id = %inc.request_id, "password sign-in refused");
-            return login_page(&gw, &req, status, &rd, username, message);
-        }
-    };
-    let profile = worker
-        .cloudbase
-        .user_me(&ctx, &creds.access_token)
-        .await
-        .unwrap_or_default();
-    let user = snapshot(&profile, &creds.groups);
-    let started = match gw.sessions.start(&creds, user, &device_id).await {
-        Ok(s) => s,
-        Err(e) => return pages::error_response(&e.into(), &inc),
-    };
-    gw.metrics.sign_in("password");
-    tracing::info!(request_id = %inc.request_id, sub = %creds.sub, "signed in with password");
-    pages::redirect(&rd)
-        .cookie(
-            gw.sessions
-                .cookies()
-                .session(started.cookie_value, started.max_age_secs),
-        )
-        .finish()
-}
 
 /// `GET /__auth/sign_out`: asks for confirmation (a GET must not sign anyone out: a link or
 /// image on another site could).
 pub async fn sign_out_page(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
-    let rd = return_url(&gw, &query(&req));
+    let q = Form::query(&req);
+    let rd = if q.has("rd") {
+        return_url(&gw, &q)
+    } else {
+        String::new()
+    };
     let who = match gw
         .sessions
         .load(
@@ -227,31 +38,33 @@ pub async fn sign_out_page(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResp
                 .into_iter()
                 .find(|s| !s.is_empty())
                 .cloned()
-                .unwrap_or_else(|| {
-                    if l.record.is_anonymous() {
-                        "a guest".into()
-                    } else {
-                        l.record.sub.clone()
-                    }
-                })
+                .or_else(|| (!l.record.is_anonymous()).then(|| l.record.sub.clone()))
+                .or(Some(String::new()))
         }
-        _ => String::new(),
+        _ => None,
     };
-    let (value, set) = csrf(&gw, &req);
-    let token = gw.sessions.cookies().csrf_token(&value);
-    let mut resp = pages::html(
-        StatusCode::OK,
-        &SignOutPage {
-            prefix: PREFIX,
-            csrf: &token,
-            rd: &rd,
-            who: &who,
-        },
+    let mut view = View::new(
+        &gw,
+        &req,
+        &format!("{PREFIX}/sign_out?rd={}", forms::enc(&rd)),
     );
-    if let Some(c) = set {
-        let _ = resp.add_cookie(&c);
-    }
-    resp
+    let who = match who {
+        Some(w) if w.is_empty() => view.t("signout.guest").to_string(),
+        Some(w) => w,
+        None => String::new(),
+    };
+    let stay = if rd.is_empty() {
+        "/".to_string()
+    } else {
+        rd.clone()
+    };
+    let page = SignOutPage {
+        p: view.take(),
+        rd: &rd,
+        stay: &stay,
+        who: &who,
+    };
+    view.respond(StatusCode::OK, &page)
 }
 
 /// `POST /__auth/sign_out`: revokes the token at CloudBase, deletes the session, clears the
@@ -263,9 +76,15 @@ pub async fn sign_out(
     worker: web::Data<Worker>,
 ) -> HttpResponse {
     let inc = gw.incoming(&req);
-    let (_, rd) = match csrf_form(&gw, &req, &body) {
+    let (form, _) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
+    };
+    // Without a return URL the browser lands on the signed-out page.
+    let rd = if form.get("rd").is_empty() {
+        format!("{PREFIX}/signed_out")
+    } else {
+        return_url(&gw, &form)
     };
     let cookie = req.cookie(gw.sessions.cookies().session_name());
     match gw.sessions.load(cookie.as_ref().map(|c| c.value())).await {
@@ -320,4 +139,143 @@ pub async fn userinfo(
         "scope": r.scope,
         "anonymous": r.is_anonymous(),
     }))
+}
+
+/// Largest JSON body of `POST /__auth/ticket`.
+const MAX_TICKET_BODY: usize = 16 * 1024;
+
+/// `POST /__auth/ticket`: signs in with a custom-login ticket.
+///
+/// - A form post (`ticket`, `rd`, and `csrf` or a same-origin `Origin`) ends in the session
+///   cookie and a 302 to the validated `rd`.
+/// - A JSON post (`Content-Type: application/json`, `{"ticket", "rd"}`; browsers cannot send
+///   that cross-site without CORS, which the gateway never grants) answers
+///   `{"sub", "scope", "anonymous", "rd", "expires_in"}` with the session cookie in
+///   `Set-Cookie`, for an app's own code or backend that obtains the cookie for its user.
+pub async fn ticket_sign_in(
+    req: HttpRequest,
+    body: web::Bytes,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    let mut inc = gw.incoming(&req);
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    inc.navigation = !json && !super::wants_json(req.headers());
+    if !gw.config.login.has(SignInMethod::Ticket) {
+        return pages::error_response(&GatewayError::NotFound, &inc);
+    }
+    let (ticket, rd, browser) = if json {
+        if body.len() > MAX_TICKET_BODY {
+            return pages::error_response(&GatewayError::BodyTooLarge, &inc);
+        }
+        #[derive(serde::Deserialize)]
+        struct Body {
+            ticket: String,
+            #[serde(default)]
+            rd: Option<String>,
+        }
+        let parsed: Body = match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(_) => {
+                return pages::error_response(
+                    &GatewayError::BadRequest(
+                        "Expected a JSON body {\"ticket\": \"…\", \"rd\": \"/…\"}.",
+                    ),
+                    &inc,
+                )
+            }
+        };
+        let rd = gw.return_urls.validate(parsed.rd.as_deref().unwrap_or("/"));
+        let (csrf, _) = forms::csrf_cookie(&gw, &req);
+        (Secret::new(parsed.ticket), rd, Browser::from_csrf(&csrf))
+    } else {
+        let checked = match csrf_form(&gw, &req, &body) {
+            Ok((form, browser)) => Ok((form, browser)),
+            Err(GatewayError::Csrf) if same_origin(&gw, &req) && body.len() <= MAX_TICKET_BODY => {
+                let (csrf, _) = forms::csrf_cookie(&gw, &req);
+                Ok((Form::parse(&body), Browser::from_csrf(&csrf)))
+            }
+            Err(e) => Err(e),
+        };
+        let (form, browser) = match checked {
+            Ok(f) => f,
+            Err(e) => return pages::error_response(&e, &inc),
+        };
+        (
+            Secret::new(form.get("ticket")),
+            return_url(&gw, &form),
+            browser,
+        )
+    };
+    let current = forms::current_session(&gw, &req, &worker).await;
+    let lang = gw.lang_of(&req);
+    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, current.as_ref());
+    match ticket::sign_in(&ctx, ticket, rd).await {
+        Ok(Outcome::SignedIn { started, rd }) if json => {
+            let r = &started.record;
+            let mut b = HttpResponse::Ok();
+            pages::no_store(&mut b);
+            b.cookie(
+                gw.sessions
+                    .cookies()
+                    .session(started.cookie_value.clone(), started.max_age_secs),
+            )
+            .json(serde_json::json!({
+                "sub": r.sub,
+                "scope": r.scope,
+                "anonymous": r.is_anonymous(),
+                "rd": rd,
+                "expires_in": started.max_age_secs,
+            }))
+        }
+        Ok(o) => forms::outcome_response(&gw, o),
+        Err(e) => {
+            let e = match e {
+                // A form post has no page of its own to show again: the error page says it.
+                FlowError::Input(_) | FlowError::Refused { .. } if inc.navigation => {
+                    let mut inc = inc.clone();
+                    inc.navigation = true;
+                    let view = View::new(&gw, &req, &format!("{PREFIX}/"));
+                    let message = view.message(&e);
+                    let status =
+                        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+                    let page = pages::ErrorPage {
+                        p: view.layout.clone(),
+                        title: view.t("login.title"),
+                        message: &message,
+                        back: &format!("{PREFIX}/"),
+                        back_label: view.t("gwerr.back.sign_in"),
+                        request_id: &inc.request_id,
+                    };
+                    return view.respond(status, &page);
+                }
+                other => other,
+            };
+            forms::error_response(&req, &inc, &e, |_| HttpResponse::Ok().finish())
+        }
+    }
+}
+
+/// Whether a form post comes from a page of this gateway's origin (`Origin`, else
+/// `Sec-Fetch-Site: same-origin`), for forms a developer's page builds without our CSRF token.
+fn same_origin(gw: &Gateway, req: &HttpRequest) -> bool {
+    if let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
+        let ours = gw.config.public_url.origin().ascii_serialization();
+        return origin == ours;
+    }
+    req.headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"same-origin")
 }

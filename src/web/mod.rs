@@ -2,8 +2,11 @@
 //! [`Gateway`] is the state every worker shares; [`Worker`] holds what each actix worker thread
 //! owns (the `awc` clients, which cannot cross threads). [`routes`] registers everything.
 
+pub mod account;
 pub mod auth;
+pub mod forms;
 pub mod forward_auth;
+pub mod login;
 pub mod pages;
 pub mod routes;
 
@@ -18,9 +21,14 @@ use crate::cloudbase::client::CloudBaseClient;
 use crate::config::{Config, IpNet};
 use crate::entropy::SharedEntropy;
 use crate::flow::redirect::ReturnUrls;
+use crate::flow::store::FlowStore;
+use crate::flows::Pending;
+use crate::i18n::Lang;
 use crate::metrics::Metrics;
 use crate::proxy::policy::Routes;
+use crate::ratelimit::RateLimits;
 use crate::session::manager::{FreshError, Loaded, SessionManager};
+use pages::Brand;
 
 /// The path prefix of the gateway's own endpoints.
 pub const PREFIX: &str = "/__auth";
@@ -41,6 +49,12 @@ pub struct Gateway {
     pub clock: SharedClock,
     /// Injected randomness.
     pub entropy: SharedEntropy,
+    /// Branding for pages.
+    pub brand: Arc<Brand>,
+    /// Flows in progress.
+    pub flows: FlowStore<Pending>,
+    /// Sign-in rate limits.
+    pub limits: RateLimits,
 }
 
 /// What one worker thread owns.
@@ -68,6 +82,15 @@ pub struct Incoming {
     pub authority: String,
     /// `http` or `https` as the browser used.
     pub proto: String,
+    /// The client's address: the peer's, or from `X-Forwarded-For` when the peer is a trusted
+    /// proxy.
+    pub client_ip: Option<IpAddr>,
+    /// The page language (navigations only; the default otherwise).
+    pub lang: Lang,
+    /// Branding for pages.
+    pub brand: Arc<Brand>,
+    /// Path and query (navigations only), for the language switch link of error pages.
+    pub here: String,
 }
 
 /// The request id stored in request extensions by the middleware.
@@ -112,15 +135,53 @@ impl Gateway {
             .flatten()
             .filter(|p| p == "http" || p == "https")
             .unwrap_or_else(|| self.config.public_url.scheme().to_string());
+        let navigation = is_navigation(req.headers());
+        let client_ip = if trusted {
+            forwarded_client(req.headers(), |ip| self.is_trusted(Some(ip))).or(peer)
+        } else {
+            peer
+        };
+        let (lang, here) = if navigation {
+            (
+                self.lang_of(req),
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into()),
+            )
+        } else {
+            (self.config.login.default_language, String::new())
+        };
         Incoming {
             peer,
             trusted,
             request_id,
-            navigation: is_navigation(req.headers()),
+            navigation,
             host: host_without_port(&authority),
             authority,
             proto,
+            client_ip,
+            lang,
+            brand: self.brand.clone(),
+            here,
         }
+    }
+
+    /// The page language for `req`: `?lang=`, the language cookie, `Accept-Language`, the
+    /// configured default.
+    pub fn lang_of(&self, req: &HttpRequest) -> Lang {
+        let query = url::form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "lang")
+            .map(|(_, v)| v.into_owned());
+        let cookie = req.cookie(self.sessions.cookies().lang_name());
+        Lang::negotiate(
+            query.as_deref(),
+            cookie.as_ref().map(|c| c.value()),
+            req.headers()
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+            self.config.login.default_language,
+        )
     }
 
     /// The session behind the request's cookie, made fresh. `session` is `None` when there is
@@ -209,6 +270,33 @@ pub fn host_without_port(authority: &str) -> String {
     host.strip_suffix('.').unwrap_or(&host).to_ascii_lowercase()
 }
 
+/// The client address in `X-Forwarded-For` as our trusted proxies saw it: the right-most entry
+/// that is not itself a trusted proxy (entries further left are the client's own claims).
+fn forwarded_client(headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> Option<IpAddr> {
+    let mut entries: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        for part in v.to_str().ok()?.split(',') {
+            entries.push(part.trim().parse().ok()?);
+        }
+    }
+    let mut last = None;
+    for ip in entries.into_iter().rev() {
+        last = Some(ip);
+        if !trusted(ip) {
+            return Some(ip);
+        }
+    }
+    last
+}
+
+/// Whether the caller asks for JSON rather than a page (`Accept` lists JSON and not HTML).
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
 fn first_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -285,6 +373,21 @@ mod tests {
             ("accept", "text/html"),
             ("x-requested-with", "XMLHttpRequest")
         ])));
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_forwarded_address() {
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        let hm = h(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2")]);
+        assert_eq!(
+            forwarded_client(&hm, trusted),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        assert_eq!(
+            forwarded_client(&h(&[("x-forwarded-for", "junk")]), trusted),
+            None
+        );
+        assert_eq!(forwarded_client(&h(&[]), trusted), None);
     }
 
     #[test]

@@ -7,11 +7,86 @@ use askama::Template;
 
 use super::{Incoming, PREFIX};
 use crate::error::GatewayError;
+use crate::i18n::{Lang, Tr};
+
+/// What every page's layout shows: language, brand, the CSRF token for its forms and the link
+/// to the same page in the other language.
+#[derive(Clone)]
+pub struct Layout {
+    /// Texts in the page's language.
+    pub tr: Tr,
+    /// The page's language tag.
+    pub lang: &'static str,
+    /// Product name.
+    pub brand: String,
+    /// Logo URL; empty when none.
+    pub logo: String,
+    /// Primary colour, `#rrggbb`.
+    pub color: String,
+    /// CSRF token for the page's forms.
+    pub csrf: String,
+    /// This page in the other language.
+    pub switch_url: String,
+    /// The other language's tag.
+    pub switch_lang: &'static str,
+    /// Endpoint prefix.
+    pub prefix: &'static str,
+}
+
+/// Branding from the configuration.
+#[derive(Debug, Clone)]
+pub struct Brand {
+    /// Product name.
+    pub name: String,
+    /// Logo URL; empty when none.
+    pub logo: String,
+    /// Primary colour.
+    pub color: String,
+}
+
+impl Layout {
+    /// The layout of a page at `here` (path and query, used for the language switch link)
+    /// in `lang`, with `csrf` as its forms' token.
+    pub fn new(lang: Lang, brand: &Brand, csrf: String, here: &str) -> Layout {
+        let other = lang.other();
+        Layout {
+            tr: Tr::new(lang),
+            lang: lang.tag(),
+            brand: brand.name.clone(),
+            logo: brand.logo.clone(),
+            color: brand.color.clone(),
+            csrf,
+            switch_url: with_lang(here, other),
+            switch_lang: other.tag(),
+            prefix: PREFIX,
+        }
+    }
+}
+
+/// `here` with its `lang` query parameter set to `lang` (other parameters kept).
+pub fn with_lang(here: &str, lang: Lang) -> String {
+    let (path, query) = here.split_once('?').unwrap_or((here, ""));
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k != "lang" {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.append_pair("lang", lang.tag());
+    let path = if path.starts_with('/') && !path.starts_with("//") {
+        path
+    } else {
+        "/"
+    };
+    format!("{path}?{}", out.finish())
+}
 
 /// The error page.
 #[derive(Template)]
 #[template(path = "gateway/error.html")]
 pub struct ErrorPage<'a> {
+    /// Layout.
+    pub p: Layout,
     /// Heading.
     pub title: &'a str,
     /// What happened, for a person.
@@ -24,34 +99,206 @@ pub struct ErrorPage<'a> {
     pub request_id: &'a str,
 }
 
-/// The (minimal) password sign-in page.
+/// One method tab of the login page.
+pub struct Tab {
+    /// Text key of its label.
+    pub label: &'static str,
+    /// Its URL.
+    pub url: String,
+    /// Whether it is the one shown.
+    pub active: bool,
+}
+
+/// The hosted login page.
 #[derive(Template)]
 #[template(path = "gateway/login.html")]
 pub struct LoginPage<'a> {
-    /// Endpoint prefix.
-    pub prefix: &'a str,
-    /// CSRF token for the form.
-    pub csrf: &'a str,
+    /// Layout.
+    pub p: Layout,
     /// Validated return URL.
     pub rd: &'a str,
-    /// The user name typed before (never the password).
+    /// The method tabs (shown when more than one).
+    pub tabs: Vec<Tab>,
+    /// The method shown: `password`, `email`, `sms` or empty.
+    pub active: &'a str,
+    /// Values typed before (never a password).
     pub username: &'a str,
+    /// E-mail typed before.
+    pub email: &'a str,
+    /// Phone typed before.
+    pub phone: &'a str,
     /// A message for the person, empty when none.
     pub error: &'a str,
+    /// Who is signed in already (registered users), empty when nobody.
+    pub who: &'a str,
+    /// Whether the browser has a guest session.
+    pub guest: bool,
+    /// Show the guest button.
+    pub anonymous: bool,
+    /// Show the sign-up link.
+    pub sign_up: bool,
+    /// Sign-up page URL.
+    pub sign_up_url: &'a str,
+    /// Show the forgot-password link.
+    pub forgot: bool,
+    /// Forgot-password page URL.
+    pub forgot_url: &'a str,
+}
+
+/// The code-entry page.
+#[derive(Template)]
+#[template(path = "gateway/code.html")]
+pub struct CodePage<'a> {
+    /// Layout.
+    pub p: Layout,
+    /// Text key of the heading.
+    pub title: &'static str,
+    /// The flow id.
+    pub flow: &'a str,
+    /// Where the code went.
+    pub contact: &'a str,
+    /// `sign_in`, `sign_up`, `reset`, `sudo` or `bind`: which extra fields show.
+    pub purpose: &'a str,
+    /// Whether the code was already accepted (only the last step is left).
+    pub verified: bool,
+    /// User name typed before.
+    pub username: &'a str,
+    /// Name typed before.
+    pub name: &'a str,
+    /// A notice (new code sent), empty when none.
+    pub notice: &'a str,
+    /// A message for the person, empty when none.
+    pub error: &'a str,
+    /// The way back.
+    pub back: &'a str,
+    /// Text key of the way back.
+    pub back_label: &'static str,
+}
+
+/// The sign-up and forgot-password pages: an e-mail or phone to send a code to.
+#[derive(Template)]
+#[template(path = "gateway/contact_form.html")]
+pub struct ContactFormPage<'a> {
+    /// Layout.
+    pub p: Layout,
+    /// Text key of the heading.
+    pub title: &'static str,
+    /// Text key of the introduction.
+    pub intro: &'static str,
+    /// Text key of the button.
+    pub submit: &'static str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// Validated return URL.
+    pub rd: &'a str,
+    /// Contact typed before.
+    pub contact: &'a str,
+    /// Whether the browser has a guest session (its data stays).
+    pub guest: bool,
+    /// A message for the person, empty when none.
+    pub error: &'a str,
+    /// The sign-in page.
+    pub login_url: &'a str,
+}
+
+/// The page after signing out.
+#[derive(Template)]
+#[template(path = "gateway/signed_out.html")]
+pub struct SignedOutPage {
+    /// Layout.
+    pub p: Layout,
 }
 
 /// The sign-out confirmation page.
 #[derive(Template)]
 #[template(path = "gateway/sign_out.html")]
 pub struct SignOutPage<'a> {
-    /// Endpoint prefix.
-    pub prefix: &'a str,
-    /// CSRF token for the form.
-    pub csrf: &'a str,
-    /// Validated return URL.
+    /// Layout.
+    pub p: Layout,
+    /// Validated return URL (empty: the signed-out page).
     pub rd: &'a str,
+    /// Where "stay signed in" goes.
+    pub stay: &'a str,
     /// Who is signed in (empty when nobody).
     pub who: &'a str,
+}
+
+/// One identity source on the account page.
+pub struct ProviderRow {
+    /// Provider id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The user's name there, when linked.
+    pub user: String,
+    /// Whether it is linked.
+    pub bound: bool,
+}
+
+/// The account page.
+#[derive(Template)]
+#[template(path = "gateway/account.html")]
+pub struct AccountPage<'a> {
+    /// Layout.
+    pub p: Layout,
+    /// A notice (a change done), empty when none.
+    pub notice: &'a str,
+    /// A message for the person, empty when none.
+    pub error: &'a str,
+    /// Whether the user is a guest.
+    pub guest: bool,
+    /// Sign-up page (for guests).
+    pub sign_up_url: &'a str,
+    /// User id.
+    pub uid: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// User name.
+    pub username: &'a str,
+    /// E-mail.
+    pub email: &'a str,
+    /// Phone.
+    pub phone: &'a str,
+    /// Whether a password is set.
+    pub has_password: bool,
+    /// Identity sources.
+    pub providers: Vec<ProviderRow>,
+    /// Whether CloudBase could not list them.
+    pub providers_failed: bool,
+}
+
+/// "Confirm it's you" before an account change.
+#[derive(Template)]
+#[template(path = "gateway/sudo.html")]
+pub struct SudoPage<'a> {
+    /// Layout.
+    pub p: Layout,
+    /// `email`, `phone` or `password`.
+    pub change: &'a str,
+    /// Whether the password form shows.
+    pub has_password: bool,
+    /// The user's own e-mail or phone for a code; empty when none.
+    pub own_contact: &'a str,
+    /// A message for the person, empty when none.
+    pub error: &'a str,
+}
+
+/// The new e-mail, phone or password, after sudo.
+#[derive(Template)]
+#[template(path = "gateway/change.html")]
+pub struct ChangePage<'a> {
+    /// Layout.
+    pub p: Layout,
+    /// Text key of the heading.
+    pub title: &'static str,
+    /// The flow id.
+    pub flow: &'a str,
+    /// `email`, `phone` or `password`.
+    pub change: &'a str,
+    /// Value typed before.
+    pub value: &'a str,
+    /// A message for the person, empty when none.
+    pub error: &'a str,
 }
 
 /// A rendered page with the security headers every gateway page carries.
@@ -65,7 +312,7 @@ pub fn html(status: actix_web::http::StatusCode, page: &impl Template) -> HttpRe
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
         ))
         .body(body)
 }
@@ -77,7 +324,8 @@ pub fn no_store(b: &mut HttpResponseBuilder) {
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
 }
 
-/// The response for `err`: a page for navigations, JSON otherwise. Logged here, once.
+/// The response for `err`: a page for navigations (in the request's language), JSON
+/// otherwise. Logged here, once.
 pub fn error_response(err: &GatewayError, inc: &Incoming) -> HttpResponse {
     if err.is_server_side() {
         tracing::warn!(error = err.code(), request_id = %inc.request_id, "request failed");
@@ -85,32 +333,38 @@ pub fn error_response(err: &GatewayError, inc: &Incoming) -> HttpResponse {
         tracing::info!(error = err.code(), request_id = %inc.request_id, "request refused");
     }
     let status = err.status();
-    if inc.navigation {
-        let (back, label) = match err {
-            GatewayError::Forbidden => (format!("{PREFIX}/sign_out"), "Sign in as someone else"),
-            GatewayError::Unauthenticated | GatewayError::Csrf | GatewayError::CloudBase(_) => {
-                (format!("{PREFIX}/"), "Go to the sign-in page")
-            }
-            _ => ("/".to_string(), "Go to the start page"),
-        };
-        let mut resp = html(
-            status,
-            &ErrorPage {
-                title: err.title(),
-                message: err.description(),
-                back: &back,
-                back_label: label,
-                request_id: &inc.request_id,
-            },
-        );
-        if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("10"));
-        }
-        resp
-    } else {
-        json_error(err)
+    if !inc.navigation {
+        return json_error(err);
     }
+    let p = Layout::new(inc.lang, &inc.brand, String::new(), &inc.here);
+    let tr = p.tr;
+    let (back, label) = match err {
+        GatewayError::Forbidden => (format!("{PREFIX}/sign_out"), "gwerr.back.switch_user"),
+        GatewayError::Unauthenticated
+        | GatewayError::Csrf
+        | GatewayError::CloudBase(_)
+        | GatewayError::FlowExpired
+        | GatewayError::WrongEnvironment => (format!("{PREFIX}/"), "gwerr.back.sign_in"),
+        _ => ("/".to_string(), "gwerr.back.start"),
+    };
+    let code = err.code();
+    let mut resp = html(
+        status,
+        &ErrorPage {
+            p,
+            title: tr.t(&format!("gwerr.{code}.title")),
+            message: tr.t(&format!("gwerr.{code}.desc")),
+            back: &back,
+            back_label: tr.t(label),
+            request_id: &inc.request_id,
+        },
+    );
+    if let Some(secs) = err.retry_after() {
+        if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
 }
 
 /// `{"error", "error_description"}` with the error's status.
@@ -120,8 +374,8 @@ pub fn json_error(err: &GatewayError) -> HttpResponse {
     if matches!(err, GatewayError::Unauthenticated) {
         b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
     }
-    if err.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
-        b.insert_header((header::RETRY_AFTER, "10"));
+    if let Some(secs) = err.retry_after() {
+        b.insert_header((header::RETRY_AFTER, secs.to_string()));
     }
     b.json(serde_json::json!({
         "error": err.code(),

@@ -5,7 +5,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage, HttpResponse};
 use tracing::Instrument;
 
-use super::{auth, forward_auth, Gateway, RequestId, PREFIX};
+use super::{account, auth, forward_auth, login, Gateway, RequestId, PREFIX};
 
 /// The route label recorded for metrics (set by handlers that know better than the path).
 #[derive(Debug, Clone)]
@@ -17,11 +17,78 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ping", web::head().to(ping))
         .route("/ready", web::get().to(ready))
         .route("/ready", web::head().to(ready))
-        .route(PREFIX, web::get().to(auth::login))
-        .route(&format!("{PREFIX}/"), web::get().to(auth::login))
+        .route(PREFIX, web::get().to(login::login))
+        .route(&format!("{PREFIX}/"), web::get().to(login::login))
         .route(
             &format!("{PREFIX}/sign_in/password"),
-            web::post().to(auth::sign_in_password),
+            web::post().to(login::sign_in_password),
+        )
+        .route(
+            &format!("{PREFIX}/sign_in/email"),
+            web::post().to(login::sign_in_email),
+        )
+        .route(
+            &format!("{PREFIX}/sign_in/sms"),
+            web::post().to(login::sign_in_sms),
+        )
+        .route(
+            &format!("{PREFIX}/sign_in/anonymous"),
+            web::post().to(login::sign_in_anonymous),
+        )
+        .route(&format!("{PREFIX}/code"), web::get().to(login::code_entry))
+        .route(
+            &format!("{PREFIX}/code"),
+            web::post().to(login::code_submit),
+        )
+        .route(
+            &format!("{PREFIX}/code/resend"),
+            web::post().to(login::code_resend),
+        )
+        .route(
+            &format!("{PREFIX}/sign_up"),
+            web::get().to(login::sign_up_page),
+        )
+        .route(&format!("{PREFIX}/sign_up"), web::post().to(login::sign_up))
+        .route(
+            &format!("{PREFIX}/forgot"),
+            web::get().to(login::forgot_page),
+        )
+        .route(&format!("{PREFIX}/forgot"), web::post().to(login::forgot))
+        .route(
+            &format!("{PREFIX}/signed_out"),
+            web::get().to(login::signed_out),
+        )
+        .route(
+            &format!("{PREFIX}/static/{{file}}"),
+            web::get().to(login::static_file),
+        )
+        .route(
+            &format!("{PREFIX}/ticket"),
+            web::post().to(auth::ticket_sign_in),
+        )
+        .route(
+            &format!("{PREFIX}/account"),
+            web::get().to(account::account),
+        )
+        .route(
+            &format!("{PREFIX}/account/confirm"),
+            web::get().to(account::confirm),
+        )
+        .route(
+            &format!("{PREFIX}/account/sudo"),
+            web::post().to(account::sudo),
+        )
+        .route(
+            &format!("{PREFIX}/account/change"),
+            web::get().to(account::change_form),
+        )
+        .route(
+            &format!("{PREFIX}/account/change"),
+            web::post().to(account::change),
+        )
+        .route(
+            &format!("{PREFIX}/account/unlink"),
+            web::post().to(account::unlink),
         )
         .route(
             &format!("{PREFIX}/sign_out"),

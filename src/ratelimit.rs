@@ -1,0 +1,230 @@
+//! In-process rate limits for the sign-in flows: code sending per target (phone or e-mail) and
+//! per client IP, password attempts per user name and per client IP. A sliding log per key
+//! (the limits are small, so the log is short) gives an exact `Retry-After`. Time comes from
+//! the injected clock. Over the limit, the caller answers 429 and never calls CloudBase.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::clock::SharedClock;
+use crate::config::{Rate, RateLimitSettings};
+
+/// Keys kept per limiter before expired ones are swept; beyond it new keys pass unlimited
+/// rather than evicting live ones (a flood of distinct keys must not reset real counts).
+const MAX_KEYS: usize = 200_000;
+
+/// One limit: at most `count` events per `per`, per key.
+pub struct Limiter {
+    rate: Option<Rate>,
+    clock: SharedClock,
+    log: Mutex<HashMap<String, VecDeque<u64>>>,
+}
+
+/// A unit taken from a limiter; [`Limiter::refund`] gives it back when the attempt should
+/// not count (a successful sign-in, a code CloudBase did not send).
+#[derive(Debug, Clone)]
+pub struct Permit {
+    key: String,
+    at_ms: u64,
+}
+
+impl Limiter {
+    /// A limiter for `rate` (`None`: unlimited).
+    pub fn new(rate: Option<Rate>, clock: SharedClock) -> Limiter {
+        Limiter {
+            rate,
+            clock,
+            log: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one unit for `key`. Fails with the seconds until a unit is free again.
+    pub fn acquire(&self, key: &str) -> Result<Option<Permit>, u64> {
+        let Some(rate) = self.rate else {
+            return Ok(None);
+        };
+        let now = self.clock.unix_millis();
+        let window = rate.per.as_millis() as u64;
+        let mut log = self.log.lock();
+        if log.len() >= MAX_KEYS && !log.contains_key(key) {
+            log.retain(|_, q| q.back().is_some_and(|t| t + window > now));
+            if log.len() >= MAX_KEYS {
+                return Ok(None);
+            }
+        }
+        let q = log.entry(key.to_string()).or_default();
+        while q.front().is_some_and(|t| t + window <= now) {
+            q.pop_front();
+        }
+        if q.len() >= rate.count as usize {
+            let oldest = *q.front().expect("full log is not empty");
+            let wait_ms = (oldest + window).saturating_sub(now);
+            return Err(wait_ms.div_ceil(1000).max(1));
+        }
+        q.push_back(now);
+        Ok(Some(Permit {
+            key: key.to_string(),
+            at_ms: now,
+        }))
+    }
+
+    /// Gives a unit back.
+    pub fn refund(&self, permit: Option<Permit>) {
+        let Some(p) = permit else { return };
+        let mut log = self.log.lock();
+        if let Some(q) = log.get_mut(&p.key) {
+            if let Some(pos) = q.iter().rposition(|t| *t == p.at_ms) {
+                q.remove(pos);
+            }
+            if q.is_empty() {
+                log.remove(&p.key);
+            }
+        }
+    }
+}
+
+/// The sign-in limits.
+pub struct RateLimits {
+    /// Codes sent to one phone or e-mail.
+    pub code_target: Limiter,
+    /// Codes requested from one client IP.
+    pub code_ip: Limiter,
+    /// Password attempts for one user name.
+    pub password_user: Limiter,
+    /// Password attempts from one client IP.
+    pub password_ip: Limiter,
+}
+
+/// Units taken from two limiters at once.
+#[derive(Debug, Default)]
+pub struct Permits(Vec<(usize, Option<Permit>)>);
+
+impl RateLimits {
+    /// The limits from the configuration.
+    pub fn new(s: &RateLimitSettings, clock: SharedClock) -> RateLimits {
+        RateLimits {
+            code_target: Limiter::new(s.code_per_target, clock.clone()),
+            code_ip: Limiter::new(s.code_per_ip, clock.clone()),
+            password_user: Limiter::new(s.password_per_user, clock.clone()),
+            password_ip: Limiter::new(s.password_per_ip, clock),
+        }
+    }
+
+    fn by_index(&self, i: usize) -> &Limiter {
+        match i {
+            0 => &self.code_target,
+            1 => &self.code_ip,
+            2 => &self.password_user,
+            _ => &self.password_ip,
+        }
+    }
+
+    fn both(&self, a: (usize, &str), b: (usize, &str)) -> Result<Permits, Refusal> {
+        let first = self
+            .by_index(a.0)
+            .acquire(a.1)
+            .map_err(|s| Refusal::new(a.0, s))?;
+        match self.by_index(b.0).acquire(b.1) {
+            Ok(second) => Ok(Permits(vec![(a.0, first), (b.0, second)])),
+            Err(s) => {
+                self.by_index(a.0).refund(first);
+                Err(Refusal::new(b.0, s))
+            }
+        }
+    }
+
+    /// One code for `target` (normalised phone or e-mail) requested from `ip`.
+    pub fn code(&self, target: &str, ip: &str) -> Result<Permits, Refusal> {
+        self.both((0, &target.to_lowercase()), (1, ip))
+    }
+
+    /// One password attempt for `username` from `ip`.
+    pub fn password(&self, username: &str, ip: &str) -> Result<Permits, Refusal> {
+        self.both((2, &username.to_lowercase()), (3, ip))
+    }
+
+    /// Gives the units back.
+    pub fn refund(&self, permits: Permits) {
+        for (i, p) in permits.0 {
+            self.by_index(i).refund(p);
+        }
+    }
+}
+
+/// A refused request: which limit, and the seconds to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The limit that refused (`code_target`, `code_ip`, `password_user`, `password_ip`).
+    pub limit: &'static str,
+    /// Seconds until the next attempt may pass.
+    pub retry_after: u64,
+}
+
+impl Refusal {
+    fn new(i: usize, retry_after: u64) -> Refusal {
+        let limit = match i {
+            0 => "code_target",
+            1 => "code_ip",
+            2 => "password_user",
+            _ => "password_ip",
+        };
+        Refusal { limit, retry_after }
+    }
+}
+
+impl Rate {
+    /// `count` per `per`.
+    pub fn new(count: u32, per: Duration) -> Rate {
+        Rate { count, per }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_sliding_window_with_exact_waits_and_refunds() {
+        let clock = Arc::new(ManualClock::default());
+        let l = Limiter::new(Some(Rate::new(2, Duration::from_secs(60))), clock.clone());
+        let a = l.acquire("k").unwrap();
+        clock.advance(Duration::from_secs(10));
+        let _b = l.acquire("k").unwrap();
+        assert_eq!(l.acquire("k").unwrap_err(), 50);
+        assert!(l.acquire("other").is_ok(), "keys are separate");
+        l.refund(a);
+        assert!(l.acquire("k").is_ok(), "a refunded unit is free again");
+        // Both units in the log are now from t=10.
+        assert_eq!(l.acquire("k").unwrap_err(), 60);
+        clock.advance(Duration::from_secs(60));
+        assert!(l.acquire("k").is_ok(), "the oldest left the window");
+        let off = Limiter::new(None, clock);
+        for _ in 0..100 {
+            assert!(off.acquire("k").unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn a_refusal_by_the_second_limit_gives_the_first_unit_back() {
+        let clock = Arc::new(ManualClock::default());
+        let s = RateLimitSettings {
+            code_per_target: Some(Rate::new(1, Duration::from_secs(60))),
+            code_per_ip: Some(Rate::new(2, Duration::from_secs(3600))),
+            password_per_user: None,
+            password_per_ip: None,
+        };
+        let r = RateLimits::new(&s, clock.clone());
+        r.code("A@example.com", "1.2.3.4").unwrap();
+        let e = r.code("a@example.com", "5.6.7.8").unwrap_err();
+        assert_eq!((e.limit, e.retry_after), ("code_target", 60));
+        r.code("b@example.com", "1.2.3.4").unwrap();
+        let e = r.code("c@example.com", "1.2.3.4").unwrap_err();
+        assert_eq!(e.limit, "code_ip");
+        // c's unit was given back when the IP limit refused.
+        r.code("c@example.com", "9.9.9.9").unwrap();
+    }
+}

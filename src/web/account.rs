@@ -1,0 +1,377 @@
+//! The account pages of a signed-in user: the overview (`/__auth/account`), "confirm it's
+//! you" (sudo), the new e-mail, phone or password, and unlinking a provider. Without a session
+//! a navigation is sent to sign in and comes back here.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::forms::{self, csrf_form, enc, Form, View};
+use super::pages::{self, AccountPage, ChangePage, ProviderRow, SudoPage};
+use super::{Gateway, Worker, PREFIX};
+use crate::error::GatewayError;
+use crate::flow::store::Browser;
+use crate::flows::{account, Change, FlowError};
+use crate::secret::Secret;
+use crate::session::manager::Loaded;
+
+/// The session, or the answer for a visitor without one: a redirect to sign in that comes back
+/// to `back` (navigations), 401 JSON otherwise.
+async fn signed_in(
+    gw: &Gateway,
+    req: &HttpRequest,
+    worker: &Worker,
+    back: &str,
+) -> Result<Loaded, HttpResponse> {
+    let inc = gw.incoming(req);
+    match gw.session(req, worker).await {
+        Ok(super::SessionLookup {
+            session: Some(l), ..
+        }) => Ok(l),
+        Ok(lookup) => {
+            let mut resp = if inc.navigation || !super::wants_json(req.headers()) {
+                pages::redirect(&format!("{PREFIX}/?rd={}", enc(back))).finish()
+            } else {
+                pages::json_error(&GatewayError::Unauthenticated)
+            };
+            if let Some(c) = lookup.set_cookie {
+                let _ = resp.add_cookie(&c);
+            }
+            Err(resp)
+        }
+        Err(e) => Err(pages::error_response(&e, &inc)),
+    }
+}
+
+/// `GET /__auth/account`: the profile, linked providers and the ways to change them.
+pub async fn account(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    let here = format!("{PREFIX}/account");
+    let user = match signed_in(&gw, &req, &worker, &here).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    account_page(&gw, &req, &worker, &user, "", StatusCode::OK).await
+}
+
+async fn account_page(
+    gw: &Gateway,
+    req: &HttpRequest,
+    worker: &Worker,
+    user: &Loaded,
+    error: &str,
+    status: StatusCode,
+) -> HttpResponse {
+    let here = format!("{PREFIX}/account");
+    let inc = gw.incoming(req);
+    let mut view = View::new(gw, req, &here);
+    let (csrf, _) = forms::csrf_cookie(gw, req);
+    let ctx = forms::ctx(
+        gw,
+        worker,
+        &inc,
+        Browser::from_csrf(&csrf),
+        view.lang,
+        Some(user),
+    );
+    let overview = match account::overview(&ctx).await {
+        Ok(o) => o,
+        Err(e) => {
+            // Only the session's end or an outage stop the overview; any other refusal reads
+            // as the service being unable to show the account now.
+            let e = match e {
+                FlowError::Refused { .. } | FlowError::Input(_) => FlowError::Unavailable,
+                other => other,
+            };
+            return forms::error_response(req, &inc, &e, |_| HttpResponse::Ok().finish());
+        }
+    };
+    let q = Form::query(req);
+    let notice = match q.get("done") {
+        d @ ("email" | "phone" | "password" | "unlinked") => view.t(&format!("account.done.{d}")),
+        _ => "",
+    };
+    let pr = &overview.profile;
+    let providers_failed = overview.providers.is_none();
+    let providers = overview
+        .providers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| ProviderRow {
+            name: if p.name.is_empty() {
+                p.id.clone()
+            } else {
+                p.name
+            },
+            id: p.id,
+            user: p.provider_user_name,
+            bound: p.bind,
+        })
+        .collect();
+    let sign_up_url = format!("{PREFIX}/sign_up?rd={}", enc(&here));
+    let page = AccountPage {
+        p: view.take(),
+        notice,
+        error,
+        guest: user.record.is_anonymous(),
+        sign_up_url: &sign_up_url,
+        uid: &user.record.sub,
+        name: &pr.name,
+        username: &pr.username,
+        email: &pr.email,
+        phone: &pr.phone_number,
+        has_password: pr.has_password,
+        providers,
+        providers_failed,
+    };
+    view.respond(status, &page)
+}
+
+fn change_of(form: &Form) -> Option<Change> {
+    Change::parse(form.get("change"))
+}
+
+async fn sudo_page(
+    gw: &Gateway,
+    req: &HttpRequest,
+    worker: &Worker,
+    user: &Loaded,
+    change: Change,
+    error: &str,
+    status: StatusCode,
+) -> HttpResponse {
+    let mut view = View::new(
+        gw,
+        req,
+        &format!("{PREFIX}/account/confirm?change={}", change.name()),
+    );
+    // Whether the password form shows depends on whether the user has one (from CloudBase).
+    let inc = gw.incoming(req);
+    let ctx = forms::ctx(
+        gw,
+        worker,
+        &inc,
+        Browser::from_csrf(""),
+        view.lang,
+        Some(user),
+    );
+    let has_password = account::overview(&ctx)
+        .await
+        .map(|o| o.profile.has_password)
+        .unwrap_or(true);
+    let u = &user.record.user;
+    let own = if !u.email.is_empty() {
+        &u.email
+    } else {
+        &u.phone
+    };
+    let page = SudoPage {
+        p: view.take(),
+        change: change.name(),
+        has_password,
+        own_contact: own,
+        error,
+    };
+    view.respond(status, &page)
+}
+
+/// `GET /__auth/account/confirm?change=email|phone|password`: "confirm it's you".
+pub async fn confirm(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    let q = Form::query(&req);
+    let Some(change) = change_of(&q) else {
+        let mut inc = gw.incoming(&req);
+        inc.navigation = true;
+        return pages::error_response(&GatewayError::NotFound, &inc);
+    };
+    let back = format!("{PREFIX}/account/confirm?change={}", change.name());
+    let user = match signed_in(&gw, &req, &worker, &back).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    if user.record.is_anonymous() {
+        return pages::redirect(&format!("{PREFIX}/account")).finish();
+    }
+    sudo_page(&gw, &req, &worker, &user, change, "", StatusCode::OK).await
+}
+
+/// `POST /__auth/account/sudo`: proves who the user is with the password (`method=password`)
+/// or sends a code to their own contact (`method=code`).
+pub async fn sudo(
+    req: HttpRequest,
+    body: web::Bytes,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    let inc = gw.incoming(&req);
+    let (form, browser) = match csrf_form(&gw, &req, &body) {
+        Ok(f) => f,
+        Err(e) => return pages::error_response(&e, &inc),
+    };
+    let Some(change) = change_of(&form) else {
+        return pages::error_response(&GatewayError::BadRequest("Unknown account change."), &inc);
+    };
+    let user = match signed_in(&gw, &req, &worker, &format!("{PREFIX}/account")).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let lang = gw.lang_of(&req);
+    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, Some(&user));
+    let result = if form.get("method") == "code" {
+        account::sudo_with_code(&ctx, change).await
+    } else {
+        account::sudo_with_password(&ctx, change, Secret::new(form.get("password"))).await
+    };
+    match result {
+        Ok(o) => forms::outcome_response(&gw, o),
+        Err(e) => {
+            let message = forms::message(&gw, &req, &e);
+            let page = sudo_page(&gw, &req, &worker, &user, change, &message, StatusCode::OK).await;
+            forms::error_response(&req, &inc, &e, move |status| {
+                let mut page = page;
+                *page.status_mut() = status;
+                page
+            })
+        }
+    }
+}
+
+fn change_page(
+    gw: &Gateway,
+    req: &HttpRequest,
+    flow: &str,
+    change: Change,
+    value: &str,
+    error: &str,
+) -> HttpResponse {
+    let mut view = View::new(gw, req, &format!("{PREFIX}/account/change?flow={flow}"));
+    let title = match change {
+        Change::Email => "change.email",
+        Change::Phone => "change.phone",
+        Change::Password => "change.password",
+    };
+    let page = ChangePage {
+        p: view.take(),
+        title,
+        flow,
+        change: change.name(),
+        value,
+        error,
+    };
+    view.respond(StatusCode::OK, &page)
+}
+
+/// `GET /__auth/account/change?flow=ID`: the new e-mail, phone or password, after sudo.
+pub async fn change_form(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    let user = match signed_in(&gw, &req, &worker, &format!("{PREFIX}/account")).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let mut inc = gw.incoming(&req);
+    inc.navigation = true;
+    let q = Form::query(&req);
+    let (csrf, _) = forms::csrf_cookie(&gw, &req);
+    let lang = gw.lang_of(&req);
+    let ctx = forms::ctx(
+        &gw,
+        &worker,
+        &inc,
+        Browser::from_csrf(&csrf),
+        lang,
+        Some(&user),
+    );
+    match account::elevated(&ctx, q.get("flow")).await {
+        Ok(e) => change_page(&gw, &req, q.get("flow"), e.change, "", ""),
+        Err(_) => pages::error_response(&GatewayError::FlowExpired, &inc),
+    }
+}
+
+/// `POST /__auth/account/change`: sends a code to the new contact, or sets the password.
+pub async fn change(
+    req: HttpRequest,
+    body: web::Bytes,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    let inc = gw.incoming(&req);
+    let (form, browser) = match csrf_form(&gw, &req, &body) {
+        Ok(f) => f,
+        Err(e) => return pages::error_response(&e, &inc),
+    };
+    let user = match signed_in(&gw, &req, &worker, &format!("{PREFIX}/account")).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let lang = gw.lang_of(&req);
+    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, Some(&user));
+    let id = form.get("flow");
+    let elevated = match account::elevated(&ctx, id).await {
+        Ok(e) => e,
+        Err(e) => return forms::error_response(&req, &inc, &e, |_| HttpResponse::Ok().finish()),
+    };
+    let result = if elevated.change == Change::Password {
+        account::set_password(&ctx, id, Secret::new(form.get("new_password"))).await
+    } else {
+        account::change_contact(&ctx, id, form.get("contact")).await
+    };
+    match result {
+        Ok(o) => forms::outcome_response(&gw, o),
+        Err(e) => {
+            let message = forms::message(&gw, &req, &e);
+            let page = change_page(
+                &gw,
+                &req,
+                id,
+                elevated.change,
+                form.get("contact").trim(),
+                &message,
+            );
+            forms::error_response(&req, &inc, &e, move |status| {
+                let mut page = page;
+                *page.status_mut() = status;
+                page
+            })
+        }
+    }
+}
+
+/// `POST /__auth/account/unlink`: unlinks the provider `provider`.
+pub async fn unlink(
+    req: HttpRequest,
+    body: web::Bytes,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    let inc = gw.incoming(&req);
+    let (form, browser) = match csrf_form(&gw, &req, &body) {
+        Ok(f) => f,
+        Err(e) => return pages::error_response(&e, &inc),
+    };
+    let user = match signed_in(&gw, &req, &worker, &format!("{PREFIX}/account")).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let lang = gw.lang_of(&req);
+    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, Some(&user));
+    match account::unlink(&ctx, form.get("provider")).await {
+        Ok(o) => forms::outcome_response(&gw, o),
+        Err(e) => {
+            let message = forms::message(&gw, &req, &e);
+            let page = account_page(&gw, &req, &worker, &user, &message, StatusCode::OK).await;
+            forms::error_response(&req, &inc, &e, move |status| {
+                let mut page = page;
+                *page.status_mut() = status;
+                page
+            })
+        }
+    }
+}

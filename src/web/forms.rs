@@ -1,0 +1,269 @@
+//! What every hosted-page handler shares: reading a CSRF-checked form, the page layout (with
+//! the CSRF and language cookies to set), the flow context, and turning a flow's outcome or
+//! error into a redirect, a page or JSON.
+
+use std::collections::HashMap;
+
+use actix_web::cookie::Cookie;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::pages::{self, Layout};
+use super::{wants_json, Gateway, Incoming, Worker, PREFIX};
+use crate::error::GatewayError;
+use crate::flow::store::Browser;
+use crate::flows::{Ctx, FlowError, Outcome};
+use crate::i18n::Lang;
+use crate::session::manager::Loaded;
+
+/// Largest form body read.
+const MAX_FORM: usize = 16 * 1024;
+
+/// A posted or query form.
+#[derive(Debug, Default)]
+pub struct Form(HashMap<String, String>);
+
+impl Form {
+    /// Parses `application/x-www-form-urlencoded` (a body or a query string).
+    pub fn parse(raw: &[u8]) -> Form {
+        Form(url::form_urlencoded::parse(raw).into_owned().collect())
+    }
+
+    /// The query of `req`.
+    pub fn query(req: &HttpRequest) -> Form {
+        Form::parse(req.query_string().as_bytes())
+    }
+
+    /// The field's value, or `""`.
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map(String::as_str).unwrap_or_default()
+    }
+
+    /// Whether the field is present.
+    pub fn has(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+}
+
+/// This browser's CSRF cookie value, and the cookie to set when it had none.
+pub fn csrf_cookie(gw: &Gateway, req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
+    let cookies = gw.sessions.cookies();
+    match req.cookie(cookies.csrf_name()) {
+        Some(c) if !c.value().is_empty() && c.value().len() <= 64 => (c.value().to_string(), None),
+        _ => {
+            let (value, cookie) = cookies.new_csrf(gw.entropy.as_ref());
+            (value, Some(cookie))
+        }
+    }
+}
+
+/// A posted form whose `csrf` field matches this browser's CSRF cookie, and the browser it
+/// binds flows to.
+///
+/// Fails with [`GatewayError::Csrf`] or [`GatewayError::BodyTooLarge`].
+pub fn csrf_form(
+    gw: &Gateway,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(Form, Browser), GatewayError> {
+    if body.len() > MAX_FORM {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    let form = Form::parse(body);
+    let cookies = gw.sessions.cookies();
+    match req.cookie(cookies.csrf_name()) {
+        Some(c) if cookies.csrf_ok(c.value(), form.get("csrf")) => {
+            Ok((form, Browser::from_csrf(c.value())))
+        }
+        _ => Err(GatewayError::Csrf),
+    }
+}
+
+/// The return URL from `rd`, or CloudBase's `redirect_uri`, validated (`/` when refused).
+pub fn return_url(gw: &Gateway, form: &Form) -> String {
+    let raw = if form.has("rd") {
+        form.get("rd")
+    } else if form.has("redirect_uri") {
+        form.get("redirect_uri")
+    } else {
+        "/"
+    };
+    gw.return_urls.validate(raw)
+}
+
+/// A page's layout and the cookies it sets (CSRF when the browser has none; the language when
+/// `?lang=` chose one).
+pub struct View {
+    /// The layout.
+    pub layout: Layout,
+    /// The language.
+    pub lang: Lang,
+    cookies: Vec<Cookie<'static>>,
+}
+
+impl View {
+    /// The view of a page at `here` (path and query of its GET form).
+    pub fn new(gw: &Gateway, req: &HttpRequest, here: &str) -> View {
+        let lang = gw.lang_of(req);
+        let (csrf, set_csrf) = csrf_cookie(gw, req);
+        let mut cookies: Vec<Cookie<'static>> = set_csrf.into_iter().collect();
+        let chosen = Form::query(req);
+        if chosen.has("lang") && Lang::parse(chosen.get("lang")).is_some() {
+            cookies.push(gw.sessions.cookies().lang(lang.tag()));
+        }
+        let token = gw.sessions.cookies().csrf_token(&csrf);
+        View {
+            layout: Layout::new(lang, &gw.brand, token, here),
+            lang,
+            cookies,
+        }
+    }
+
+    /// Text for `key` in the page's language.
+    pub fn t(&self, key: &str) -> &'static str {
+        self.layout.tr.t(key)
+    }
+
+    /// A message for a flow error, with the wait filled in.
+    pub fn message(&self, e: &FlowError) -> String {
+        let secs = e.retry_after().unwrap_or(0);
+        self.layout.tr.with_wait(e.message(), secs)
+    }
+
+    /// Renders `page` (built with [`View::take`]'s layout) with `status` and this view's
+    /// cookies.
+    pub fn respond(self, status: StatusCode, page: &impl Template) -> HttpResponse {
+        let mut resp = pages::html(status, page);
+        for c in &self.cookies {
+            let _ = resp.add_cookie(c);
+        }
+        resp
+    }
+
+    /// The layout for building the page (the view keeps the cookies).
+    pub fn take(&mut self) -> Layout {
+        self.layout.clone()
+    }
+}
+
+/// The browser's session, fresh; `None` when it has none, it just ended, or CloudBase cannot
+/// refresh it right now (a sign-in page still works then).
+pub async fn current_session(gw: &Gateway, req: &HttpRequest, worker: &Worker) -> Option<Loaded> {
+    gw.session(req, worker).await.ok().and_then(|l| l.session)
+}
+
+/// The flow context for a request.
+pub fn ctx<'a>(
+    gw: &'a Gateway,
+    worker: &'a Worker,
+    inc: &Incoming,
+    browser: Browser,
+    lang: Lang,
+    current: Option<&'a Loaded>,
+) -> Ctx<'a> {
+    Ctx {
+        cloudbase: &worker.cloudbase,
+        sessions: &gw.sessions,
+        flows: &gw.flows,
+        limits: &gw.limits,
+        metrics: &gw.metrics,
+        browser,
+        client_ip: inc
+            .client_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        lang,
+        current,
+    }
+}
+
+/// Where an outcome sends the browser: a redirect (with the new session cookie after a
+/// sign-in).
+pub fn outcome_response(gw: &Gateway, outcome: Outcome) -> HttpResponse {
+    match outcome {
+        Outcome::SignedIn { started, rd } => pages::redirect(&rd)
+            .cookie(
+                gw.sessions
+                    .cookies()
+                    .session(started.cookie_value, started.max_age_secs),
+            )
+            .finish(),
+        Outcome::Continue { rd } => pages::redirect(&rd).finish(),
+        Outcome::CodeSent { flow } => {
+            pages::redirect(&format!("{PREFIX}/code?flow={flow}")).finish()
+        }
+        Outcome::Elevated { flow } => {
+            pages::redirect(&format!("{PREFIX}/account/change?flow={flow}")).finish()
+        }
+        Outcome::AccountUpdated { notice } => {
+            let done = notice.rsplit('.').next().unwrap_or_default();
+            pages::redirect(&format!("{PREFIX}/account?done={done}")).finish()
+        }
+    }
+}
+
+/// The answer to a flow error: the "start again" page, a redirect to sign in, an outage page,
+/// JSON for API callers, or else the form again (`again`, given the status; the page shows
+/// [`View::message`]) with `Retry-After` when there is a wait.
+pub fn error_response(
+    req: &HttpRequest,
+    inc: &Incoming,
+    err: &FlowError,
+    again: impl FnOnce(StatusCode) -> HttpResponse,
+) -> HttpResponse {
+    let mut inc = inc.clone();
+    inc.navigation = !wants_json(req.headers());
+    let mut resp = match err {
+        FlowError::StartAgain => return pages::error_response(&GatewayError::FlowExpired, &inc),
+        FlowError::Unavailable => {
+            return pages::error_response(&GatewayError::CloudBaseUnavailable, &inc)
+        }
+        FlowError::Store => {
+            return pages::error_response(
+                &GatewayError::Store(crate::session::StoreError("flow".into())),
+                &inc,
+            )
+        }
+        FlowError::SignInNeeded if inc.navigation => {
+            let rd: String =
+                url::form_urlencoded::byte_serialize(format!("{PREFIX}/account").as_bytes())
+                    .collect();
+            return pages::redirect(&format!("{PREFIX}/?rd={rd}")).finish();
+        }
+        _ if !inc.navigation => {
+            let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut b = HttpResponse::build(status);
+            pages::no_store(&mut b);
+            if matches!(err, FlowError::SignInNeeded) {
+                b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            let english = crate::i18n::Tr::new(Lang::En)
+                .with_wait(err.message(), err.retry_after().unwrap_or(0));
+            b.json(serde_json::json!({
+                "error": err.code(),
+                "error_description": english,
+            }))
+        }
+        _ => {
+            let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            again(status)
+        }
+    };
+    if let Some(secs) = err.retry_after() {
+        if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+/// The person-readable message for `e` in the request's language.
+pub fn message(gw: &Gateway, req: &HttpRequest, e: &FlowError) -> String {
+    crate::i18n::Tr::new(gw.lang_of(req)).with_wait(e.message(), e.retry_after().unwrap_or(0))
+}
+
+/// A URL-encoded query value.
+pub fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
