@@ -420,6 +420,11 @@ fn run_demo(args: DemoArgs) -> ExitCode {
             ("upstream", upstream),
             ("insecure_cookie", "true".to_string()),
             ("log_level", args.log_level.clone()),
+            // Every method of the hosted page, guests included, so the demo shows them all.
+            (
+                "sign_in_methods",
+                "password,email_code,sms_code,anonymous,ticket".to_string(),
+            ),
         ];
         if let Some(m) = &args.metrics_listen {
             flags.push(("metrics_listen", m.clone()));
@@ -463,6 +468,11 @@ fn run_demo(args: DemoArgs) -> ExitCode {
                     }
                 }
             }
+            let _ = writeln!(
+                out,
+                "codes sent by e-mail or SMS appear at {}/__emulator/outbox",
+                running.url
+            );
             let _ = writeln!(out, "open http://{addr}/ in a browser");
             let _ = out.flush();
         }

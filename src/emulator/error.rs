@@ -18,6 +18,8 @@ pub struct EmuError {
     pub code: i64,
     /// A description for people.
     pub description: String,
+    /// Seconds to wait, sent as `retry_after` (the SDK reads it for rate limits).
+    pub retry_after: Option<u64>,
 }
 
 macro_rules! errors {
@@ -26,7 +28,7 @@ macro_rules! errors {
             $(
                 #[doc = concat!("`", stringify!($name), "`")]
                 pub fn $name(description: impl Into<String>) -> Self {
-                    Self { status: $status, error: stringify!($name), code: $code, description: description.into() }
+                    Self { status: $status, error: stringify!($name), code: $code, description: description.into(), retry_after: None }
                 }
             )*
         }
@@ -55,12 +57,22 @@ errors! {
 }
 
 impl EmuError {
+    /// The same error telling the caller to wait `secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        json!({
+        let mut b = json!({
             "error": self.error,
             "error_code": self.code,
             "error_description": self.description,
-        })
+        });
+        if let Some(secs) = self.retry_after {
+            b["retry_after"] = json!(secs);
+        }
+        b
     }
 }

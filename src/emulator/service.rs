@@ -1081,10 +1081,11 @@ impl Emulator {
                 _ => {}
             }
             if user.locked_until > now {
+                let wait = user.locked_until - now;
                 return Err(EmuError::invalid_status(format!(
-                    "too many wrong passwords, try again in {} s",
-                    user.locked_until - now
-                )));
+                    "too many wrong passwords, try again in {wait} s"
+                ))
+                .retry_after(wait));
             }
             let Some(stored) = &user.password else {
                 return Err(EmuError::password_not_set(

@@ -22,13 +22,13 @@ async fn signed_in(
     worker: &Worker,
     back: &str,
 ) -> Result<Loaded, HttpResponse> {
-    let inc = gw.incoming(req);
+    let inc = forms::incoming(gw, req);
     match gw.session(req, worker).await {
         Ok(super::SessionLookup {
             session: Some(l), ..
         }) => Ok(l),
         Ok(lookup) => {
-            let mut resp = if inc.navigation || !super::wants_json(req.headers()) {
+            let mut resp = if inc.navigation {
                 pages::redirect(&format!("{PREFIX}/?rd={}", enc(back))).finish()
             } else {
                 pages::json_error(&GatewayError::Unauthenticated)
@@ -65,7 +65,7 @@ async fn account_page(
     status: StatusCode,
 ) -> HttpResponse {
     let here = format!("{PREFIX}/account");
-    let inc = gw.incoming(req);
+    let inc = forms::incoming(gw, req);
     let mut view = View::new(gw, req, &here);
     let (csrf, _) = forms::csrf_cookie(gw, req);
     let ctx = forms::ctx(
@@ -148,7 +148,7 @@ async fn sudo_page(
         &format!("{PREFIX}/account/confirm?change={}", change.name()),
     );
     // Whether the password form shows depends on whether the user has one (from CloudBase).
-    let inc = gw.incoming(req);
+    let inc = forms::incoming(gw, req);
     let ctx = forms::ctx(
         gw,
         worker,
@@ -185,7 +185,7 @@ pub async fn confirm(
 ) -> HttpResponse {
     let q = Form::query(&req);
     let Some(change) = change_of(&q) else {
-        let mut inc = gw.incoming(&req);
+        let mut inc = forms::incoming(&gw, &req);
         inc.navigation = true;
         return pages::error_response(&GatewayError::NotFound, &inc);
     };
@@ -208,7 +208,7 @@ pub async fn sudo(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = gw.incoming(&req);
+    let inc = forms::incoming(&gw, &req);
     let (form, browser) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
@@ -276,7 +276,7 @@ pub async fn change_form(
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let mut inc = gw.incoming(&req);
+    let mut inc = forms::incoming(&gw, &req);
     inc.navigation = true;
     let q = Form::query(&req);
     let (csrf, _) = forms::csrf_cookie(&gw, &req);
@@ -302,7 +302,7 @@ pub async fn change(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = gw.incoming(&req);
+    let inc = forms::incoming(&gw, &req);
     let (form, browser) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
@@ -351,7 +351,7 @@ pub async fn unlink(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = gw.incoming(&req);
+    let inc = forms::incoming(&gw, &req);
     let (form, browser) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),

@@ -75,7 +75,7 @@ pub async fn sign_out(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = gw.incoming(&req);
+    let inc = forms::incoming(&gw, &req);
     let (form, _) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
@@ -109,7 +109,7 @@ pub async fn userinfo(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let mut inc = gw.incoming(&req);
+    let mut inc = forms::incoming(&gw, &req);
     inc.navigation = false;
     let lookup = match gw.session(&req, &worker).await {
         Ok(l) => l,
@@ -158,7 +158,7 @@ pub async fn ticket_sign_in(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let mut inc = gw.incoming(&req);
+    let mut inc = forms::incoming(&gw, &req);
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)

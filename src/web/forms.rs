@@ -203,17 +203,32 @@ pub fn outcome_response(gw: &Gateway, outcome: Outcome) -> HttpResponse {
     }
 }
 
+/// The facts about a form post or hosted page: like [`Gateway::incoming`], but anything that
+/// does not ask for JSON gets pages (a form post from a browser need not carry Fetch metadata).
+pub fn incoming(gw: &Gateway, req: &HttpRequest) -> Incoming {
+    let mut inc = gw.incoming(req);
+    if !inc.navigation && !wants_json(req.headers()) {
+        inc.navigation = true;
+        inc.lang = gw.lang_of(req);
+        inc.here = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+    }
+    inc
+}
+
 /// The answer to a flow error: the "start again" page, a redirect to sign in, an outage page,
 /// JSON for API callers, or else the form again (`again`, given the status; the page shows
 /// [`View::message`]) with `Retry-After` when there is a wait.
 pub fn error_response(
-    req: &HttpRequest,
+    _req: &HttpRequest,
     inc: &Incoming,
     err: &FlowError,
     again: impl FnOnce(StatusCode) -> HttpResponse,
 ) -> HttpResponse {
-    let mut inc = inc.clone();
-    inc.navigation = !wants_json(req.headers());
+    let inc = inc.clone();
     let mut resp = match err {
         FlowError::StartAgain => return pages::error_response(&GatewayError::FlowExpired, &inc),
         FlowError::Unavailable => {

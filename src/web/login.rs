@@ -117,7 +117,7 @@ pub async fn login(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     let foreign = (q.has("env_id") && q.get("env_id") != cb.env_id)
         || (q.has("client_id") && q.get("client_id") != cb.client_id);
     if foreign {
-        let mut inc = gw.incoming(&req);
+        let mut inc = forms::incoming(&gw, &req);
         inc.navigation = true;
         return pages::error_response(&GatewayError::WrongEnvironment, &inc);
     }
@@ -136,7 +136,7 @@ pub async fn sign_in_password(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = gw.incoming(&req);
+    let inc = forms::incoming(&gw, &req);
     let (form, browser) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
@@ -196,8 +196,7 @@ async fn again_login(
 }
 
 async fn disabled(gw: &Gateway, req: &HttpRequest, rd: &str, method: &str) -> HttpResponse {
-    let mut inc = gw.incoming(req);
-    inc.navigation = !super::wants_json(req.headers());
+    let inc = forms::incoming(gw, req);
     let e = FlowError::Refused {
         status: 403,
         message: "err.method_disabled",
@@ -221,7 +220,7 @@ async fn send_code_post(
         parse,
         again,
     } = post;
-    let inc = gw.incoming(req);
+    let inc = forms::incoming(gw, req);
     let (form, browser) = match csrf_form(gw, req, body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
@@ -326,7 +325,7 @@ pub async fn sign_in_anonymous(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = gw.incoming(&req);
+    let inc = forms::incoming(&gw, &req);
     let (form, browser) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
@@ -398,8 +397,7 @@ async fn contact_page(
 }
 
 fn not_found(gw: &Gateway, req: &HttpRequest) -> HttpResponse {
-    let mut inc = gw.incoming(req);
-    inc.navigation = !super::wants_json(req.headers());
+    let inc = forms::incoming(gw, req);
     pages::error_response(&GatewayError::NotFound, &inc)
 }
 
@@ -550,7 +548,7 @@ pub async fn code_entry(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let mut inc = gw.incoming(&req);
+    let mut inc = forms::incoming(&gw, &req);
     inc.navigation = true;
     let q = Form::query(&req);
     let (csrf, _) = forms::csrf_cookie(&gw, &req);
@@ -581,7 +579,7 @@ pub async fn code_submit(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = gw.incoming(&req);
+    let inc = forms::incoming(&gw, &req);
     let (form, browser) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
@@ -640,7 +638,7 @@ pub async fn code_resend(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = gw.incoming(&req);
+    let inc = forms::incoming(&gw, &req);
     let (form, browser) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
         Err(e) => return pages::error_response(&e, &inc),
