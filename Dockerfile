@@ -27,10 +27,11 @@ RUN mkdir src \
     && cargo build --release --locked \
     && rm -rf src target/release/.fingerprint/cloudbase-gateway-*
 
-# The crate itself. askama reads templates/ at compile time. (Removing the placeholder's
+# The crate itself. askama reads templates/ and the pages embed static/ at compile time. (Removing the placeholder's
 # fingerprint above makes cargo rebuild the crate whatever the copied files' mtimes are.)
 COPY src ./src
 COPY templates ./templates
+COPY static ./static
 RUN cargo build --release --locked
 
 # ---- runtime ----------------------------------------------------------------------------
