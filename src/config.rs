@@ -135,6 +135,8 @@ pub struct RateLimitSettings {
     pub password_per_user: Option<Rate>,
     /// Password attempts from one client IP.
     pub password_per_ip: Option<Rate>,
+    /// Guest sign-ins from one client IP (the button and automatic guest sessions).
+    pub anonymous_per_ip: Option<Rate>,
 }
 
 /// The session cookie's name, scope and keyring.
@@ -374,6 +376,7 @@ impl Config {
         put("rate_limit_code_per_ip", rate(rl.code_per_ip));
         put("rate_limit_password_per_user", rate(rl.password_per_user));
         put("rate_limit_password_per_ip", rate(rl.password_per_ip));
+        put("rate_limit_anonymous_per_ip", rate(rl.anonymous_per_ip));
         let strings =
             |v: Vec<String>| toml::Value::Array(v.into_iter().map(toml::Value::String).collect());
         t.insert("insecure_cookie".into(), self.cookie.insecure.into());
@@ -642,6 +645,11 @@ const KEYS: &[KeySpec] = &[
     },
     KeySpec {
         key: "rate_limit_password_per_ip",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "rate_limit_anonymous_per_ip",
         kind: Kind::Str,
         secret: false,
     },
@@ -1333,11 +1341,13 @@ fn rate_limit_settings(c: &mut Collector) -> Option<RateLimitSettings> {
     let code_per_ip = rate("rate_limit_code_per_ip", (10, 3600));
     let password_per_user = rate("rate_limit_password_per_user", (10, 300));
     let password_per_ip = rate("rate_limit_password_per_ip", (10, 300));
+    let anonymous_per_ip = rate("rate_limit_anonymous_per_ip", (60, 3600));
     Some(RateLimitSettings {
         code_per_target: code_per_target?,
         code_per_ip: code_per_ip?,
         password_per_user: password_per_user?,
         password_per_ip: password_per_ip?,
+        anonymous_per_ip: anonymous_per_ip?,
     })
 }
 

@@ -11,15 +11,23 @@ use parking_lot::Mutex;
 use crate::clock::SharedClock;
 use crate::config::{Rate, RateLimitSettings};
 
-/// Keys kept per limiter before expired ones are swept; beyond it new keys pass unlimited
-/// rather than evicting live ones (a flood of distinct keys must not reset real counts).
+/// Keys kept per limiter. When full, expired keys are swept (at most once a second, so a flood
+/// cannot make every call scan the map); if it is still full, new keys are refused rather
+/// than let through unlimited or allowed to evict live counts. Filling it takes tens of
+/// thousands of client networks, since every key is itself limited per IP.
 const MAX_KEYS: usize = 200_000;
 
 /// One limit: at most `count` events per `per`, per key.
 pub struct Limiter {
     rate: Option<Rate>,
     clock: SharedClock,
-    log: Mutex<HashMap<String, VecDeque<u64>>>,
+    log: Mutex<Log>,
+}
+
+#[derive(Default)]
+struct Log {
+    keys: HashMap<String, VecDeque<u64>>,
+    last_sweep_ms: u64,
 }
 
 /// A unit taken from a limiter; [`Limiter::refund`] gives it back when the attempt should
@@ -36,7 +44,7 @@ impl Limiter {
         Limiter {
             rate,
             clock,
-            log: Mutex::new(HashMap::new()),
+            log: Mutex::new(Log::default()),
         }
     }
 
@@ -47,14 +55,20 @@ impl Limiter {
         };
         let now = self.clock.unix_millis();
         let window = rate.per.as_millis() as u64;
-        let mut log = self.log.lock();
-        if log.len() >= MAX_KEYS && !log.contains_key(key) {
-            log.retain(|_, q| q.back().is_some_and(|t| t + window > now));
-            if log.len() >= MAX_KEYS {
-                return Ok(None);
+        let mut guard = self.log.lock();
+        let log = &mut *guard;
+        if log.keys.len() >= MAX_KEYS && !log.keys.contains_key(key) {
+            if now.saturating_sub(log.last_sweep_ms) >= 1000 {
+                log.last_sweep_ms = now;
+                log.keys
+                    .retain(|_, q| q.back().is_some_and(|t| t + window > now));
+            }
+            if log.keys.len() >= MAX_KEYS {
+                tracing::warn!(keys = MAX_KEYS, "rate-limit table full: refusing new keys");
+                return Err(rate.per.as_secs().clamp(1, 60));
             }
         }
-        let q = log.entry(key.to_string()).or_default();
+        let q = log.keys.entry(key.to_string()).or_default();
         while q.front().is_some_and(|t| t + window <= now) {
             q.pop_front();
         }
@@ -74,12 +88,12 @@ impl Limiter {
     pub fn refund(&self, permit: Option<Permit>) {
         let Some(p) = permit else { return };
         let mut log = self.log.lock();
-        if let Some(q) = log.get_mut(&p.key) {
+        if let Some(q) = log.keys.get_mut(&p.key) {
             if let Some(pos) = q.iter().rposition(|t| *t == p.at_ms) {
                 q.remove(pos);
             }
             if q.is_empty() {
-                log.remove(&p.key);
+                log.keys.remove(&p.key);
             }
         }
     }
@@ -95,6 +109,8 @@ pub struct RateLimits {
     pub password_user: Limiter,
     /// Password attempts from one client IP.
     pub password_ip: Limiter,
+    /// Guest sign-ins from one client IP.
+    pub anonymous_ip: Limiter,
 }
 
 /// Units taken from two limiters at once.
@@ -108,7 +124,8 @@ impl RateLimits {
             code_target: Limiter::new(s.code_per_target, clock.clone()),
             code_ip: Limiter::new(s.code_per_ip, clock.clone()),
             password_user: Limiter::new(s.password_per_user, clock.clone()),
-            password_ip: Limiter::new(s.password_per_ip, clock),
+            password_ip: Limiter::new(s.password_per_ip, clock.clone()),
+            anonymous_ip: Limiter::new(s.anonymous_per_ip, clock),
         }
     }
 
@@ -117,7 +134,8 @@ impl RateLimits {
             0 => &self.code_target,
             1 => &self.code_ip,
             2 => &self.password_user,
-            _ => &self.password_ip,
+            3 => &self.password_ip,
+            _ => &self.anonymous_ip,
         }
     }
 
@@ -145,6 +163,14 @@ impl RateLimits {
         self.both((2, &username.to_lowercase()), (3, ip))
     }
 
+    /// One guest sign-in from `ip`.
+    pub fn anonymous(&self, ip: &str) -> Result<Permits, Refusal> {
+        match self.anonymous_ip.acquire(ip) {
+            Ok(p) => Ok(Permits(vec![(4, p)])),
+            Err(s) => Err(Refusal::new(4, s)),
+        }
+    }
+
     /// Gives the units back.
     pub fn refund(&self, permits: Permits) {
         for (i, p) in permits.0 {
@@ -156,7 +182,8 @@ impl RateLimits {
 /// A refused request: which limit, and the seconds to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
-    /// The limit that refused (`code_target`, `code_ip`, `password_user`, `password_ip`).
+    /// The limit that refused (`code_target`, `code_ip`, `password_user`, `password_ip`,
+    /// `anonymous_ip`).
     pub limit: &'static str,
     /// Seconds until the next attempt may pass.
     pub retry_after: u64,
@@ -168,9 +195,25 @@ impl Refusal {
             0 => "code_target",
             1 => "code_ip",
             2 => "password_user",
-            _ => "password_ip",
+            3 => "password_ip",
+            _ => "anonymous_ip",
         };
         Refusal { limit, retry_after }
+    }
+}
+
+/// The rate-limit key of a client address: IPv4 as is, IPv6 by its /64 (one customer's
+/// network hands out a whole /64, so single addresses would give unlimited budgets).
+pub fn client_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -209,6 +252,15 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_count_per_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_eq!(client_key("::ffff:1.2.3.4".parse().unwrap()), "1.2.3.4");
+        assert_eq!(client_key("1.2.3.4".parse().unwrap()), "1.2.3.4");
+    }
+
+    #[test]
     fn a_refusal_by_the_second_limit_gives_the_first_unit_back() {
         let clock = Arc::new(ManualClock::default());
         let s = RateLimitSettings {
@@ -216,6 +268,7 @@ mod tests {
             code_per_ip: Some(Rate::new(2, Duration::from_secs(3600))),
             password_per_user: None,
             password_per_ip: None,
+            anonymous_per_ip: None,
         };
         let r = RateLimits::new(&s, clock.clone());
         r.code("A@example.com", "1.2.3.4").unwrap();

@@ -129,11 +129,11 @@ pub fn build_with(
         deps.entropy.clone(),
     );
     let limits = RateLimits::new(&config.rate_limits, deps.clock.clone());
-    let brand = Arc::new(crate::web::pages::Brand {
-        name: config.login.brand_name.clone(),
-        logo: config.login.brand_logo_url.clone().unwrap_or_default(),
-        color: config.login.brand_color.clone(),
-    });
+    let brand = Arc::new(crate::web::pages::Brand::new(
+        config.login.brand_name.clone(),
+        config.login.brand_logo_url.clone().unwrap_or_default(),
+        config.login.brand_color.clone(),
+    ));
     let gateway = web::Data::new(Gateway {
         brand,
         flows,

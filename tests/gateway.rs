@@ -364,7 +364,7 @@ async fn secure_cookies_take_host_or_secure_prefix() {
         .headers()
         .get_all("set-cookie")
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("__Secure-cbgw_session_csrf="))
+        .find(|c| c.starts_with("__Host-cbgw_session_csrf="))
         .unwrap()
         .to_string();
     let html = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();

@@ -1713,16 +1713,15 @@ async fn a_captcha_demand_gets_a_clear_message() {
     let page = send_code(&b, "email", "email", "alice@example.com", "/").await;
     assert_eq!(page.status, 403);
     assert!(page.has("asks for a captcha check"), "{}", page.body);
-    // The refused send did not use up the target's minute.
+    // CloudBase answered, so the attempt counts against the target's minute (probing
+    // addresses costs as much as sending codes); another address goes through.
     s.env
         .settings(serde_json::json!({"captcha_required": false}))
         .await;
-    assert_eq!(
-        send_code(&b, "email", "email", "alice@example.com", "/")
-            .await
-            .status,
-        302
-    );
+    let again = send_code(&b, "email", "email", "alice@example.com", "/").await;
+    assert_eq!(again.status, 429);
+    let other = send_code(&b, "email", "email", "bob@example.com", "/").await;
+    assert_eq!(other.status, 302);
 }
 
 #[actix_web::test]
@@ -1794,4 +1793,145 @@ async fn rate_limits_key_on_forwarded_addresses_from_trusted_proxies_only() {
         "the right-most untrusted entry counts"
     );
     assert_eq!(attempt("2.2.2.2").await, 429);
+}
+
+#[actix_web::test]
+async fn with_sign_up_off_a_code_never_creates_an_account() {
+    let s = start("sign_up = false").await;
+    let b = s.browser();
+    let page = send_code(&b, "email", "email", "stranger@example.com", "/").await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.has("There is no account with this"), "{}", page.body);
+    assert!(s.user("stranger@example.com").await.is_null());
+    // Existing accounts still sign in with a code.
+    let sent = send_code(&b, "email", "email", "bob@example.com", "/").await;
+    assert_eq!(sent.status, 302, "{}", sent.body);
+    let code = s.env.code_for("bob@example.com").await;
+    let done = b
+        .post(
+            "/__auth/code",
+            &[("flow", &flow_of(&sent.location)), ("code", &code)],
+        )
+        .await;
+    assert_eq!(done.status, 302);
+    assert_eq!(b.userinfo().await["username"], "bob");
+}
+
+#[actix_web::test]
+async fn guests_are_rate_limited_per_ip() {
+    let s = start("rate_limit_anonymous_per_ip = \"2/1h\"").await;
+    for _ in 0..2 {
+        let b = s.browser();
+        b.get("/__auth/").await;
+        assert_eq!(
+            b.post("/__auth/sign_in/anonymous", &[("rd", "/")])
+                .await
+                .status,
+            302
+        );
+    }
+    let b = s.browser();
+    b.get("/__auth/").await;
+    let page = b.post("/__auth/sign_in/anonymous", &[("rd", "/")]).await;
+    assert_eq!(page.status, 429, "{}", page.body);
+    assert!(page.headers.get("retry-after").is_some());
+    assert_eq!(s.calls("/auth/v1/signin/anonymously").await, 2);
+}
+
+#[actix_web::test]
+async fn a_form_posted_from_another_origin_is_refused_even_with_a_valid_token() {
+    let s = start("").await;
+    let b = s.browser();
+    b.get("/__auth/").await;
+    let f = vec![
+        ("csrf".to_string(), b.csrf.borrow().clone()),
+        ("username".to_string(), "alice".to_string()),
+        ("password".to_string(), "alice-pass-1".to_string()),
+    ];
+    let page = b
+        .send(
+            b.http
+                .post(b.url("/__auth/sign_in/password"))
+                .insert_header(("origin", "https://evil.example")),
+            Some(f.clone()),
+        )
+        .await;
+    assert_eq!(page.status, 403);
+    assert!(b.session().is_none());
+    let page = b
+        .send(
+            b.http
+                .post(b.url("/__auth/sign_in/password"))
+                .insert_header(("origin", s.url.as_str())),
+            Some(f),
+        )
+        .await;
+    assert_eq!(page.status, 302, "our own origin: {}", page.body);
+}
+
+#[actix_web::test]
+async fn account_changes_the_phone_and_sign_out_ends_flows_in_progress() {
+    let s = start("").await;
+    let b = s.browser();
+    b.password_sign_in("bob", "bob-pass-1", "/").await;
+    b.get("/__auth/account/confirm?change=phone").await;
+    let ok = b
+        .post(
+            "/__auth/account/sudo",
+            &[
+                ("change", "phone"),
+                ("method", "password"),
+                ("password", "bob-pass-1"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 302, "{}", ok.body);
+    let page = b.get(&ok.location).await;
+    assert!(
+        page.has("New phone number") && page.has("type=\"tel\""),
+        "{}",
+        page.body
+    );
+    let sent = b
+        .post(
+            "/__auth/account/change",
+            &[
+                ("flow", &flow_of(&ok.location)),
+                ("contact", "139 1234 5678"),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, 302, "{}", sent.body);
+    let flow = flow_of(&sent.location);
+    let code = s.env.code_for("+86 13912345678").await;
+    let done = b
+        .post("/__auth/code", &[("flow", &flow), ("code", &code)])
+        .await;
+    assert_eq!(done.location, "/__auth/account?done=phone", "{}", done.body);
+    assert_eq!(s.user("bob").await["phone_number"], "+86 13912345678");
+    assert_eq!(b.userinfo().await["phone_number"], "+86 13912345678");
+
+    // A code flow started before signing out cannot be finished after it.
+    let ok = b
+        .post(
+            "/__auth/account/sudo",
+            &[
+                ("change", "email"),
+                ("method", "password"),
+                ("password", "bob-pass-1"),
+            ],
+        )
+        .await;
+    let elevated = flow_of(&ok.location);
+    b.get("/__auth/sign_out").await;
+    b.post("/__auth/sign_out", &[]).await;
+    assert!(
+        b.cookie("cbgw_session_csrf").is_none(),
+        "the CSRF cookie is cleared"
+    );
+    b.password_sign_in("bob", "bob-pass-1", "/").await;
+    let page = b
+        .get(&format!("/__auth/account/change?flow={elevated}"))
+        .await;
+    assert_eq!(page.status, 400, "{}", page.body);
 }

@@ -97,8 +97,9 @@ impl<T: Clone + Send + Sync + 'static> FlowStore<T> {
         self.usable(&e, browser).then(|| e.value.clone())
     }
 
-    /// Replaces the value of a usable record, keeping its expiry. Returns whether it was there.
-    pub async fn update(&self, id: &str, browser: Browser, value: T) -> bool {
+    /// Replaces the value of a usable record, keeping its expiry (or, with `extend`, giving it
+    /// the store's whole lifetime again). Returns whether it was there.
+    pub async fn update(&self, id: &str, browser: Browser, value: T, extend: bool) -> bool {
         if !well_formed(id) {
             return false;
         }
@@ -110,9 +111,14 @@ impl<T: Clone + Send + Sync + 'static> FlowStore<T> {
                 let op = match current {
                     Some(e) if self.usable(e.value(), browser) => {
                         done = true;
+                        let expires_at = if extend {
+                            self.clock.unix_secs() + self.ttl.as_secs()
+                        } else {
+                            e.value().expires_at
+                        };
                         Op::Put(Arc::new(Entry {
                             browser,
-                            expires_at: e.value().expires_at,
+                            expires_at,
                             value: value.clone(),
                         }))
                     }
@@ -147,11 +153,61 @@ impl<T: Clone + Send + Sync + 'static> FlowStore<T> {
         taken
     }
 
+    /// Takes the record for one step, so a concurrent submission of the same flow finds
+    /// nothing; [`Taken::put_back`] returns it (with its expiry) when the step failed.
+    pub async fn take_for_step(&self, id: &str, browser: Browser) -> Option<Taken<T>> {
+        if !well_formed(id) {
+            return None;
+        }
+        let mut taken = None;
+        let _ = self
+            .cache
+            .entry(id.to_string())
+            .and_compute_with(|current| {
+                let op = match current {
+                    Some(e) if self.usable(e.value(), browser) => {
+                        taken = Some(Taken {
+                            id: id.to_string(),
+                            browser,
+                            expires_at: e.value().expires_at,
+                            value: e.value().value.clone(),
+                        });
+                        Op::Remove
+                    }
+                    _ => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        taken
+    }
+
     /// Forgets a record whatever its state.
     pub async fn remove(&self, id: &str) {
         if well_formed(id) {
             self.cache.invalidate(id).await;
         }
+    }
+}
+
+/// A record taken out of the store for one step.
+pub struct Taken<T> {
+    id: String,
+    browser: Browser,
+    expires_at: u64,
+    /// The record.
+    pub value: T,
+}
+
+impl<T: Clone + Send + Sync + 'static> Taken<T> {
+    /// Puts the record (as it is now) back under its id, with its original expiry.
+    pub async fn put_back(self, store: &FlowStore<T>) {
+        let entry = Entry {
+            browser: self.browser,
+            expires_at: self.expires_at,
+            value: self.value,
+        };
+        store.cache.insert(self.id, Arc::new(entry)).await;
     }
 }
 
@@ -177,8 +233,15 @@ mod tests {
         assert_eq!(store.get(&id, me).await, Some(7));
         assert_eq!(store.get(&id, other).await, None, "another browser");
         assert_eq!(store.get("garbage", me).await, None);
-        assert!(!store.update(&id, other, 9).await);
-        assert!(store.update(&id, me, 8).await);
+        assert!(!store.update(&id, other, 9, false).await);
+        assert!(store.update(&id, me, 8, false).await);
+        let step = store.take_for_step(&id, me).await.unwrap();
+        assert_eq!(store.get(&id, me).await, None, "taken for the step");
+        assert!(
+            store.take_for_step(&id, me).await.is_none(),
+            "a second submission finds nothing"
+        );
+        step.put_back(&store).await;
         assert_eq!(store.take(&id, other).await, None);
         assert_eq!(store.take(&id, me).await, Some(8));
         assert_eq!(store.take(&id, me).await, None, "single use");

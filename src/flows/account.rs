@@ -142,20 +142,49 @@ pub async fn elevated(ctx: &Ctx<'_>, id: &str) -> Result<Elevated, FlowError> {
 ///
 /// Fails with [`FlowError::Input`] for a malformed contact, or like [`code::send`].
 pub async fn change_contact(ctx: &Ctx<'_>, id: &str, raw: &str) -> Result<Outcome, FlowError> {
-    let e = elevated(ctx, id).await?;
-    let contact = code::contact_for(e.change, raw)?;
-    let outcome = code::send(
-        ctx,
-        Purpose::Bind {
-            sub: e.sub,
-            sudo_token: e.sudo_token,
-        },
-        contact,
-        format!("{}/account", crate::web::PREFIX),
-    )
-    .await?;
-    ctx.flows.remove(id).await;
-    Ok(outcome)
+    let (taken, e) = take_elevated(ctx, id).await?;
+    let result = match code::contact_for(e.change, raw) {
+        Ok(contact) => {
+            code::send(
+                ctx,
+                Purpose::Bind {
+                    sub: e.sub,
+                    sudo_token: e.sudo_token,
+                },
+                contact,
+                format!("{}/account", crate::web::PREFIX),
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    };
+    if result.is_err() {
+        taken.put_back(ctx.flows).await;
+    }
+    result
+}
+
+/// Takes the elevated flow `id` for one step (a concurrent submission finds nothing).
+async fn take_elevated(
+    ctx: &Ctx<'_>,
+    id: &str,
+) -> Result<(crate::flow::store::Taken<Pending>, Elevated), FlowError> {
+    let user = signed_in(ctx)?;
+    let taken = ctx
+        .flows
+        .take_for_step(id, ctx.browser)
+        .await
+        .ok_or(FlowError::StartAgain)?;
+    match &taken.value {
+        Pending::Elevated(e) if e.sub == user.record.sub => {
+            let e = e.clone();
+            Ok((taken, e))
+        }
+        _ => {
+            taken.put_back(ctx.flows).await;
+            Err(FlowError::StartAgain)
+        }
+    }
 }
 
 /// Sets a new password with the sudo token of flow `id`.
@@ -167,15 +196,18 @@ pub async fn set_password(
     id: &str,
     new_password: Secret,
 ) -> Result<Outcome, FlowError> {
-    let e = elevated(ctx, id).await?;
+    let (taken, e) = take_elevated(ctx, id).await?;
     if e.change != Change::Password {
+        taken.put_back(ctx.flows).await;
         return Err(FlowError::StartAgain);
     }
     if !super::valid_password(new_password.expose()) {
+        taken.put_back(ctx.flows).await;
         return Err(FlowError::Input("err.password_rules"));
     }
     let user = signed_in(ctx)?;
-    ctx.cloudbase
+    if let Err(err) = ctx
+        .cloudbase
         .set_password(
             &ctx.call(&user.record.device_id),
             &user.record.access_token,
@@ -183,8 +215,13 @@ pub async fn set_password(
             &e.sudo_token,
         )
         .await
-        .map_err(|e| refused(&e, Step::SetPassword))?;
-    ctx.flows.remove(id).await;
+    {
+        let err = refused(&err, Step::SetPassword);
+        if err != FlowError::StartAgain {
+            taken.put_back(ctx.flows).await;
+        }
+        return Err(err);
+    }
     tracing::info!(sub = %user.record.sub, "password set");
     Ok(Outcome::AccountUpdated {
         notice: "account.done.password",

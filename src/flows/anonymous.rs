@@ -11,6 +11,8 @@ pub async fn sign_in(ctx: &Ctx<'_>, rd: String) -> Result<Outcome, FlowError> {
     if ctx.current.is_some() {
         return Ok(Outcome::Continue { rd });
     }
+    // Every guest is a CloudBase user and a session: limited per client IP.
+    let permits = ctx.limits.anonymous(&ctx.client_ip)?;
     let device_id = ctx.device_id();
     match ctx
         .cloudbase
@@ -18,6 +20,9 @@ pub async fn sign_in(ctx: &Ctx<'_>, rd: String) -> Result<Outcome, FlowError> {
         .await
     {
         Ok(creds) => ctx.finish(creds, &device_id, rd, "anonymous").await,
-        Err(e) => Err(refused(&e, Step::Anonymous)),
+        Err(e) => {
+            ctx.limits.refund(permits);
+            Err(refused(&e, Step::Anonymous))
+        }
     }
 }

@@ -24,7 +24,7 @@ use crate::cloudbase::types::{
 use crate::secret::Secret;
 
 /// What the person typed on the code page.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CodeInput {
     /// The code.
     pub code: String,
@@ -36,9 +36,21 @@ pub struct CodeInput {
     pub password: Option<Secret>,
 }
 
-fn target(purpose: &Purpose) -> (VerificationTarget, Option<&'static str>) {
+impl std::fmt::Debug for CodeInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeInput")
+            .field("username", &self.username)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn target(purpose: &Purpose, sign_up: bool) -> (VerificationTarget, Option<&'static str>) {
     match purpose {
-        Purpose::SignIn => (VerificationTarget::Any, None),
+        // A code sign-in registers a new address, as the SDK's OTP sign-in does, unless
+        // sign-up is off: then the address must have an account.
+        Purpose::SignIn if sign_up => (VerificationTarget::Any, None),
+        Purpose::SignIn => (VerificationTarget::User, None),
         Purpose::SignUp => (VerificationTarget::NotUser, None),
         // As S1's `resetPasswordForEmail` sends it.
         Purpose::Reset => (VerificationTarget::User, Some("recovery")),
@@ -99,7 +111,7 @@ async fn send_code(
     device_id: &str,
 ) -> Result<(String, bool), FlowError> {
     let permits = ctx.limits.code(contact.value(), &ctx.client_ip)?;
-    let (target, usage) = target(purpose);
+    let (target, usage) = target(purpose, ctx.sign_up);
     let request = VerificationRequest {
         contact: contact.clone(),
         target,
@@ -115,8 +127,11 @@ async fn send_code(
             Ok((v.verification_id, v.is_user))
         }
         Err(e) => {
-            // No code went out: it does not count against the limits.
-            ctx.limits.refund(permits);
+            // CloudBase never answered: the attempt does not count. Any answer does, so that
+            // probing which addresses have accounts costs as much as sending codes.
+            if e.is_unavailable() {
+                ctx.limits.refund(permits);
+            }
             Err(refused(&e, Step::SendCode))
         }
     }
@@ -161,7 +176,12 @@ pub async fn resend(ctx: &Ctx<'_>, id: &str) -> Result<Outcome, FlowError> {
     flow.verification_id = verification_id;
     flow.is_user = is_user;
     flow.verification_token = None;
-    if !ctx.flows.update(id, ctx.browser, Pending::Code(flow)).await {
+    // A new code lives ten minutes: so does the flow from now on.
+    if !ctx
+        .flows
+        .update(id, ctx.browser, Pending::Code(flow), true)
+        .await
+    {
         return Err(FlowError::StartAgain);
     }
     Ok(Outcome::CodeSent {
@@ -177,67 +197,112 @@ pub async fn resend(ctx: &Ctx<'_>, id: &str) -> Result<Outcome, FlowError> {
 /// or [`FlowError::StartAgain`]. The flow survives a refusal, so the person can correct the
 /// form or ask for a new code; it is gone once the step succeeds.
 pub async fn submit(ctx: &Ctx<'_>, id: &str, input: CodeInput) -> Result<Outcome, FlowError> {
-    let mut flow = load(ctx, id).await?;
+    // The flow is taken for the step: a double submission finds nothing and gets "start
+    // again" instead of racing this one. A failed step puts it back.
+    let mut taken = match ctx.flows.take_for_step(id, ctx.browser).await {
+        Some(t) => t,
+        None => return Err(FlowError::StartAgain),
+    };
+    let Pending::Code(flow) = taken.value.clone() else {
+        taken.put_back(ctx.flows).await;
+        return Err(FlowError::StartAgain);
+    };
+    let result = step(ctx, flow, input).await;
+    match result {
+        Ok((outcome, _)) => Ok(outcome),
+        Err((e, flow)) => {
+            taken.value = Pending::Code(flow);
+            taken.put_back(ctx.flows).await;
+            Err(e)
+        }
+    }
+}
+
+/// One submission of the code page: the flow as it should be kept when the step fails.
+async fn step(
+    ctx: &Ctx<'_>,
+    mut flow: CodeFlow,
+    input: CodeInput,
+) -> Result<(Outcome, ()), (FlowError, CodeFlow)> {
     // Check what can be checked here before spending the code.
-    match &flow.purpose {
+    let precheck = match &flow.purpose {
         Purpose::SignUp => {
             let username = input.username.trim();
             if !username.is_empty() && !valid_username(username) {
-                return Err(FlowError::Input("err.username_rules"));
-            }
-            if let Some(p) = &input.password {
-                if !p.expose().is_empty() && !valid_password(p.expose()) {
-                    return Err(FlowError::Input("err.password_rules"));
+                Err(FlowError::Input("err.username_rules"))
+            } else {
+                match &input.password {
+                    Some(p) if !p.expose().is_empty() && !valid_password(p.expose()) => {
+                        Err(FlowError::Input("err.password_rules"))
+                    }
+                    _ => Ok(()),
                 }
             }
         }
         Purpose::Reset => match &input.password {
-            Some(p) if valid_password(p.expose()) => {}
-            Some(p) if !p.expose().is_empty() => {
-                return Err(FlowError::Input("err.password_rules"))
-            }
-            _ => return Err(FlowError::Input("err.enter_password")),
+            Some(p) if valid_password(p.expose()) => Ok(()),
+            Some(p) if !p.expose().is_empty() => Err(FlowError::Input("err.password_rules")),
+            _ => Err(FlowError::Input("err.enter_password")),
         },
         Purpose::Sudo { sub, .. } | Purpose::Bind { sub, .. } => {
-            account_user(ctx, Some(sub))?;
+            account_user(ctx, Some(sub)).map(|_| ())
         }
-        Purpose::SignIn => {}
+        Purpose::SignIn => Ok(()),
+    };
+    if let Err(e) = precheck {
+        return Err((e, flow));
     }
     let call = ctx.call(&flow.device_id);
     let token = match flow.verification_token.clone() {
         Some(t) => t,
         None => {
-            let code = input.code.trim();
-            if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
-                return Err(FlowError::Input("err.enter_code"));
-            }
-            let verified = ctx
+            let Some(code) = normalize_code(&input.code) else {
+                return Err((FlowError::Input("err.enter_code"), flow));
+            };
+            match ctx
                 .cloudbase
                 .verify(&call, &flow.verification_id, &Secret::new(code))
                 .await
-                .map_err(|e| refused(&e, Step::Verify))?;
-            flow.verification_token = Some(verified.verification_token.clone());
-            ctx.flows
-                .update(id, ctx.browser, Pending::Code(flow.clone()))
-                .await;
-            verified.verification_token
+            {
+                Ok(v) => {
+                    flow.verification_token = Some(v.verification_token.clone());
+                    v.verification_token
+                }
+                Err(e) => return Err((refused(&e, Step::Verify), flow)),
+            }
         }
     };
-    let result = complete(ctx, &flow, token, input).await;
-    match &result {
-        Ok(_) => ctx.flows.remove(id).await,
-        Err(FlowError::Refused {
-            message: "err.code_wrong",
-            ..
-        }) => {
-            // The verification token itself was refused (expired in the meantime): the person
-            // enters a new code.
-            flow.verification_token = None;
-            ctx.flows.update(id, ctx.browser, Pending::Code(flow)).await;
+    match complete(ctx, &flow, token, input).await {
+        Ok(o) => Ok((o, ())),
+        Err(e) => {
+            if matches!(
+                e,
+                FlowError::Refused {
+                    message: "err.code_wrong",
+                    ..
+                }
+            ) {
+                // The verification token itself was refused (expired in the meantime): the
+                // person enters a new code.
+                flow.verification_token = None;
+            }
+            Err((e, flow))
         }
-        Err(_) => {}
     }
-    result
+}
+
+/// The code as typed, without spaces or dashes, full-width digits read as digits; `None`
+/// unless that leaves six digits.
+fn normalize_code(raw: &str) -> Option<String> {
+    let code: String = raw
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| match c {
+            '０'..='９' => char::from(b'0' + (c as u32 - '０' as u32) as u8),
+            other => other,
+        })
+        .collect();
+    (code.len() == 6 && code.chars().all(|c| c.is_ascii_digit())).then_some(code)
 }
 
 async fn complete(
@@ -266,6 +331,11 @@ async fn complete(
                 .map_err(|e| refused(&e, Step::CodeSignIn))?;
             ctx.finish(creds, &flow.device_id, rd, method).await
         }
+        Purpose::SignIn if !ctx.sign_up => Err(FlowError::Refused {
+            status: 403,
+            message: "err.signup_disabled",
+            retry_after: None,
+        }),
         Purpose::SignIn => {
             let creds = ctx
                 .cloudbase
@@ -401,5 +471,19 @@ pub fn contact_for(change: Change, raw: &str) -> Result<Contact, FlowError> {
         Change::Email => super::parse_email(raw),
         Change::Phone => super::parse_phone(raw),
         Change::Password => Err(FlowError::Input("err.invalid_input")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_read_as_typed() {
+        assert_eq!(normalize_code(" 123 456 ").as_deref(), Some("123456"));
+        assert_eq!(normalize_code("１２３４５６").as_deref(), Some("123456"));
+        assert_eq!(normalize_code("123-456").as_deref(), Some("123456"));
+        assert_eq!(normalize_code("12345"), None);
+        assert_eq!(normalize_code("12a456"), None);
     }
 }

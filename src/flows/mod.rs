@@ -42,6 +42,8 @@ pub struct Ctx<'a> {
     pub lang: Lang,
     /// The browser's current session, fresh, if any.
     pub current: Option<&'a Loaded>,
+    /// Whether new accounts may be created (`sign_up`).
+    pub sign_up: bool,
 }
 
 impl Ctx<'_> {
@@ -100,9 +102,10 @@ impl Ctx<'_> {
             .await
             .map_err(|_| FlowError::Store)?;
         if let Some(old) = self.current {
-            // A new handle at every sign-in; the old session goes. An upgraded anonymous
-            // session was already ended by CloudBase; another user's is revoked.
-            if old.record.sub == creds.sub {
+            // A new handle at every sign-in; the old session goes, its token revoked. A guest
+            // upgraded to an account (same uid) was already ended by CloudBase.
+            let upgraded = old.record.sub == creds.sub && old.record.is_anonymous();
+            if upgraded {
                 let _ = self.sessions.store().delete(&old.key).await;
             } else {
                 let _ = self.sessions.end(self.cloudbase, old).await;

@@ -6,16 +6,19 @@ use super::{refused, Ctx, FlowError, Outcome, Step};
 use crate::cloudbase::types::{format_phone, SignInRequest};
 use crate::secret::Secret;
 
-/// The login name CloudBase expects: a bare phone number becomes `+86 138…`; user names and
-/// e-mail addresses are sent as typed.
+/// The login name CloudBase expects: a phone number becomes `+86 138…`, as the SDK sends it;
+/// user names and e-mail addresses are sent as typed. A phone number is one with a `+`
+/// country code, or a mainland mobile number (11 digits starting with 1), with any spaces or
+/// dashes; other all-digit names are user names.
 pub fn login_name(input: &str) -> String {
     let s = input.trim();
-    let phone_like = s
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-'))
-        && s.chars().filter(char::is_ascii_digit).count() >= 6;
-    if phone_like {
-        format_phone(&s.replace('-', ""))
+    let compact: String = s.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let digits = compact.strip_prefix('+').unwrap_or(&compact);
+    let all_digits = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit());
+    let international = compact.starts_with('+') && digits.len() >= 6;
+    let mainland = digits.len() == 11 && digits.starts_with('1');
+    if all_digits && (international || mainland) {
+        format_phone(&compact)
     } else {
         s.to_string()
     }
@@ -75,5 +78,8 @@ mod tests {
         assert_eq!(login_name(" alice "), "alice");
         assert_eq!(login_name("alice@example.com"), "alice@example.com");
         assert_eq!(login_name("12345"), "12345");
+        assert_eq!(login_name("+86 138 0000 0001"), "+86 13800000001");
+        assert_eq!(login_name("20231234"), "20231234", "an all-digit user name");
+        assert_eq!(login_name("+1 555 123 4567"), "+15551234567");
     }
 }

@@ -87,11 +87,18 @@ async fn handle(
 
     // Only navigations get an automatic anonymous session: a script or bot without a cookie
     // must not be able to mint CloudBase users (and store entries) by the request.
-    if session.is_none()
+    let ip_key = inc
+        .client_ip
+        .map(crate::ratelimit::client_key)
+        .unwrap_or_default();
+    // Over the guest limit the visitor is asked to sign in, as without the option.
+    let permits = (session.is_none()
         && inc.navigation
         && route.anonymous_auto_sign_in
-        && matches!(route.policy, Policy::Authenticated)
-    {
+        && matches!(route.policy, Policy::Authenticated))
+    .then(|| gw.limits.anonymous(&ip_key).ok())
+    .flatten();
+    if let Some(permits) = permits {
         let device_id = gw.sessions.new_device_id();
         // Every CloudBase call gets its own x-request-id, as the SDK does; the request span
         // ties them to this request in the logs.
@@ -115,11 +122,14 @@ async fn handle(
             }
             // Anonymous sign-in switched off or CloudBase down: the visitor is asked to sign
             // in, which is what the route would do without the option.
-            Err(e) => tracing::warn!(
-                error = e.code(),
-                request_id = e.request_id(),
-                "automatic anonymous sign-in failed; asking the visitor to sign in"
-            ),
+            Err(e) => {
+                gw.limits.refund(permits);
+                tracing::warn!(
+                    error = e.code(),
+                    request_id = e.request_id(),
+                    "automatic anonymous sign-in failed; asking the visitor to sign in"
+                )
+            }
         }
     }
 

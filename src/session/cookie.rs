@@ -49,10 +49,14 @@ impl CookieFactory {
             (false, None) => "__Host-",
         };
         let base = &settings.name;
+        // The CSRF and language cookies are always host-only (`__Host-` when Secure), even with
+        // a cookie domain: a sibling subdomain must not be able to plant a CSRF value whose
+        // token it knows.
+        let host_prefix = if settings.insecure { "" } else { "__Host-" };
         CookieFactory {
             session_name: format!("{prefix}{base}"),
-            csrf_name: format!("{prefix}{base}_csrf"),
-            lang_name: format!("{prefix}{base}_lang"),
+            csrf_name: format!("{host_prefix}{base}_csrf"),
+            lang_name: format!("{host_prefix}{base}_lang"),
             domain: settings.domain.clone(),
             secure: !settings.insecure,
             session_keys: keyring.derive("session-cookie"),
@@ -82,7 +86,7 @@ impl CookieFactory {
 
     /// The cookie remembering a language chosen with `?lang=` (a year).
     pub fn lang(&self, tag: &str) -> Cookie<'static> {
-        self.build(self.lang_name.clone(), tag.to_string(), 365 * 24 * 3600)
+        self.build_host_only(self.lang_name.clone(), tag.to_string(), 365 * 24 * 3600)
     }
 
     /// A fresh random handle and the signed cookie value carrying it.
@@ -129,8 +133,14 @@ impl CookieFactory {
     /// A new random CSRF cookie value and its cookie.
     pub fn new_csrf(&self, entropy: &dyn Entropy) -> (String, Cookie<'static>) {
         let value = entropy.token(32);
-        let cookie = self.build(self.csrf_name.clone(), value.clone(), CSRF_MAX_AGE_SECS);
+        let cookie = self.build_host_only(self.csrf_name.clone(), value.clone(), CSRF_MAX_AGE_SECS);
         (value, cookie)
+    }
+
+    /// A cookie that deletes the CSRF cookie (at sign-out: flows the browser had in progress
+    /// are bound to it, and end with it).
+    pub fn clear_csrf(&self) -> Cookie<'static> {
+        self.build_host_only(self.csrf_name.clone(), String::new(), 0)
     }
 
     /// The token forms carry for the CSRF cookie `csrf_value`.
@@ -147,6 +157,16 @@ impl CookieFactory {
             Ok(tag) => self.csrf_keys.verify(csrf_value.as_bytes(), &tag),
             Err(_) => false,
         }
+    }
+
+    fn build_host_only(&self, name: String, value: String, max_age_secs: i64) -> Cookie<'static> {
+        Cookie::build(name, value)
+            .path("/")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .max_age(CookieDuration::seconds(max_age_secs))
+            .finish()
     }
 
     fn build(&self, name: String, value: String, max_age_secs: i64) -> Cookie<'static> {
@@ -194,6 +214,10 @@ mod tests {
             CookieFactory::new(&settings(Some("corp.example.com"), false), &k).session_name(),
             "__Secure-cbgw_session"
         );
+        let sso = CookieFactory::new(&settings(Some("corp.example.com"), false), &k);
+        assert_eq!(sso.csrf_name(), "__Host-cbgw_session_csrf", "host-only");
+        let (_, c) = sso.new_csrf(&SeededEntropy::new(1));
+        assert_eq!(c.domain(), None);
         let dev = CookieFactory::new(&settings(None, true), &k);
         assert_eq!(dev.session_name(), "cbgw_session");
         assert_eq!(dev.csrf_name(), "cbgw_session_csrf");

@@ -48,7 +48,6 @@ pub enum FreshError {
 }
 
 /// A newly started session: the cookie value to set and how long it lives.
-#[derive(Debug)]
 pub struct Started {
     /// The store key.
     pub key: SessionKey,
@@ -58,6 +57,15 @@ pub struct Started {
     pub max_age_secs: u64,
     /// The stored record.
     pub record: Arc<SessionRecord>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("sub", &self.record.sub)
+            .field("max_age_secs", &self.max_age_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sessions, end to end.

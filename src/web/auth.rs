@@ -99,6 +99,7 @@ pub async fn sign_out(
     }
     pages::redirect(&rd)
         .cookie(gw.sessions.cookies().clear_session())
+        .cookie(gw.sessions.cookies().clear_csrf())
         .finish()
 }
 

@@ -21,8 +21,15 @@ use crate::session::manager::Loaded;
 const MAX_FORM: usize = 16 * 1024;
 
 /// A posted or query form.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Form(HashMap<String, String>);
+
+/// Only the field names: values may be passwords, codes or tickets.
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl Form {
     /// Parses `application/x-www-form-urlencoded` (a body or a query string).
@@ -71,6 +78,9 @@ pub fn csrf_form(
         return Err(GatewayError::BodyTooLarge);
     }
     let form = Form::parse(body);
+    if !origin_ok(gw, req) {
+        return Err(GatewayError::Csrf);
+    }
     let cookies = gw.sessions.cookies();
     match req.cookie(cookies.csrf_name()) {
         Some(c) if cookies.csrf_ok(c.value(), form.get("csrf")) => {
@@ -78,6 +88,20 @@ pub fn csrf_form(
         }
         _ => Err(GatewayError::Csrf),
     }
+}
+
+/// Whether a form post's `Origin` (when the browser sent one) is this page's own origin: the
+/// scheme and host the request came to. A second line behind the CSRF token, for cookies a
+/// sibling subdomain could plant.
+fn origin_ok(gw: &Gateway, req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let inc = gw.incoming(req);
+    let own = format!("{}://{}", inc.proto, inc.authority);
+    origin.to_str().is_ok_and(|o| {
+        o.eq_ignore_ascii_case(&own) || o == gw.config.public_url.origin().ascii_serialization()
+    })
 }
 
 /// The return URL from `rd`, or CloudBase's `redirect_uri`, validated (`/` when refused).
@@ -171,10 +195,11 @@ pub fn ctx<'a>(
         browser,
         client_ip: inc
             .client_ip
-            .map(|ip| ip.to_string())
+            .map(crate::ratelimit::client_key)
             .unwrap_or_else(|| "unknown".into()),
         lang,
         current,
+        sign_up: gw.config.login.sign_up,
     }
 }
 
@@ -210,11 +235,10 @@ pub fn incoming(gw: &Gateway, req: &HttpRequest) -> Incoming {
     if !inc.navigation && !wants_json(req.headers()) {
         inc.navigation = true;
         inc.lang = gw.lang_of(req);
-        inc.here = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
+    }
+    if req.method() != actix_web::http::Method::GET {
+        // A form post's address is no page: error pages link the language switch elsewhere.
+        inc.here = String::new();
     }
     inc
 }

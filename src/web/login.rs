@@ -381,6 +381,13 @@ async fn contact_page(
     let guest = matches!(which, AgainPage::SignUp) && who(gw, req).await.1;
     let action = format!("{PREFIX}/{path}");
     let login_url = format!("{PREFIX}/?rd={}", enc(rd));
+    let l = &gw.config.login;
+    let (label, input_type, autocomplete, phone) =
+        match (l.has(SignInMethod::EmailCode), l.has(SignInMethod::SmsCode)) {
+            (true, true) => ("signup.contact", "text", "username", true),
+            (true, false) => ("signup.email", "email", "email", false),
+            _ => ("signup.phone", "tel", "tel", true),
+        };
     let page = ContactFormPage {
         p: view.take(),
         title,
@@ -389,6 +396,10 @@ async fn contact_page(
         action: &action,
         rd,
         contact,
+        label,
+        input_type,
+        autocomplete,
+        phone,
         guest,
         error,
         login_url: &login_url,

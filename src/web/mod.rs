@@ -270,23 +270,34 @@ pub fn host_without_port(authority: &str) -> String {
     host.strip_suffix('.').unwrap_or(&host).to_ascii_lowercase()
 }
 
-/// The client address in `X-Forwarded-For` as our trusted proxies saw it: the right-most entry
-/// that is not itself a trusted proxy (entries further left are the client's own claims).
+/// The client address in `X-Forwarded-For` as our trusted proxies saw it: reading from the
+/// right, the first address that is not itself a trusted proxy (entries further left are the
+/// client's own claims and are never parsed). `ip:port` and `[v6]:port` entries are read too.
+/// `None` when the header is missing or that entry is not an address.
 fn forwarded_client(headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> Option<IpAddr> {
-    let mut entries: Vec<IpAddr> = Vec::new();
-    for v in headers.get_all("x-forwarded-for") {
-        for part in v.to_str().ok()?.split(',') {
-            entries.push(part.trim().parse().ok()?);
-        }
-    }
+    let values: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     let mut last = None;
-    for ip in entries.into_iter().rev() {
+    for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let ip = parse_forwarded_ip(entry.trim())?;
         last = Some(ip);
         if !trusted(ip) {
             return Some(ip);
         }
     }
     last
+}
+
+fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    s.rsplit_once(':')?.0.parse().ok()
 }
 
 /// Whether the caller asks for JSON rather than a page (`Accept` lists JSON and not HTML).

@@ -23,6 +23,10 @@ pub struct Layout {
     pub logo: String,
     /// Primary colour, `#rrggbb`.
     pub color: String,
+    /// Text on the primary colour (black or white, whichever reads better).
+    pub color_text: &'static str,
+    /// Links: the primary colour, darkened until it reads on white.
+    pub color_link: String,
     /// CSRF token for the page's forms.
     pub csrf: String,
     /// This page in the other language.
@@ -42,6 +46,69 @@ pub struct Brand {
     pub logo: String,
     /// Primary colour.
     pub color: String,
+    /// Text on the primary colour.
+    pub text: &'static str,
+    /// Link colour (readable on white).
+    pub link: String,
+}
+
+impl Brand {
+    /// Branding with colours derived from `color` (`#rrggbb`) so that button text and links
+    /// keep a contrast of at least 4.5:1 (WCAG AA) whatever colour is configured.
+    pub fn new(name: String, logo: String, color: String) -> Brand {
+        let rgb = parse_hex(&color).unwrap_or((0x00, 0x52, 0xd9));
+        let text = if contrast(rgb, (255, 255, 255)) >= 4.5 {
+            "#ffffff"
+        } else {
+            "#000000"
+        };
+        let mut link = rgb;
+        for _ in 0..40 {
+            if contrast(link, (255, 255, 255)) >= 4.5 {
+                break;
+            }
+            link = (
+                (link.0 as f32 * 0.9) as u8,
+                (link.1 as f32 * 0.9) as u8,
+                (link.2 as f32 * 0.9) as u8,
+            );
+        }
+        Brand {
+            name,
+            logo,
+            color,
+            text,
+            link: format!("#{:02x}{:02x}{:02x}", link.0, link.1, link.2),
+        }
+    }
+}
+
+fn parse_hex(c: &str) -> Option<(u8, u8, u8)> {
+    let h = c.strip_prefix('#')?;
+    if h.len() != 6 {
+        return None;
+    }
+    let v = u32::from_str_radix(h, 16).ok()?;
+    Some(((v >> 16) as u8, (v >> 8) as u8, v as u8))
+}
+
+fn luminance((r, g, b): (u8, u8, u8)) -> f32 {
+    let ch = |c: u8| {
+        let c = c as f32 / 255.0;
+        if c <= 0.03928 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * ch(r) + 0.7152 * ch(g) + 0.0722 * ch(b)
+}
+
+/// The WCAG contrast ratio of two colours.
+fn contrast(a: (u8, u8, u8), b: (u8, u8, u8)) -> f32 {
+    let (la, lb) = (luminance(a), luminance(b));
+    let (hi, lo) = if la > lb { (la, lb) } else { (lb, la) };
+    (hi + 0.05) / (lo + 0.05)
 }
 
 impl Layout {
@@ -55,8 +122,12 @@ impl Layout {
             brand: brand.name.clone(),
             logo: brand.logo.clone(),
             color: brand.color.clone(),
+            color_text: brand.text,
+            color_link: brand.link.clone(),
             csrf,
-            switch_url: with_lang(here, other),
+            // A page reached by a form post has no GET address of its own: its switch link
+            // goes to the login page.
+            switch_url: with_lang(if here.is_empty() { "/__auth/" } else { here }, other),
             switch_lang: other.tag(),
             prefix: PREFIX,
         }
@@ -193,6 +264,14 @@ pub struct ContactFormPage<'a> {
     pub rd: &'a str,
     /// Contact typed before.
     pub contact: &'a str,
+    /// Text key of the field's label (e-mail, phone, or either).
+    pub label: &'static str,
+    /// The input's `type`.
+    pub input_type: &'static str,
+    /// The input's `autocomplete`.
+    pub autocomplete: &'static str,
+    /// Whether phone numbers are accepted (shows the +86 hint).
+    pub phone: bool,
     /// Whether the browser has a guest session (its data stays).
     pub guest: bool,
     /// A message for the person, empty when none.
@@ -389,4 +468,29 @@ pub fn redirect(location: &str) -> HttpResponseBuilder {
     no_store(&mut b);
     b.insert_header((header::LOCATION, location.to_string()));
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brand_colours_keep_their_contrast() {
+        let b = Brand::new("x".into(), String::new(), "#0052d9".into());
+        assert_eq!((b.text, b.link.as_str()), ("#ffffff", "#0052d9"));
+        let light = Brand::new("x".into(), String::new(), "#ffe066".into());
+        assert_eq!(light.text, "#000000", "dark text on a light colour");
+        let link = parse_hex(&light.link).unwrap();
+        assert!(contrast(link, (255, 255, 255)) >= 4.5, "{}", light.link);
+        assert!((contrast((0, 0, 0), (255, 255, 255)) - 21.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn the_language_link_keeps_the_query() {
+        assert_eq!(
+            with_lang("/__auth/?rd=%2Fx&lang=en", Lang::ZhCn),
+            "/__auth/?rd=%2Fx&lang=zh-CN"
+        );
+        assert_eq!(with_lang("//evil.example/", Lang::En), "/?lang=en");
+    }
 }
