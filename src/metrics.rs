@@ -58,10 +58,21 @@ impl Histogram {
     }
 }
 
+/// Counters of one route by status (100–599).
+struct StatusCounts([AtomicU64; 500]);
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        StatusCounts(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
 /// Every metric the gateway keeps.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Route label → counters: a shared read lock and an atomic per request, no allocation
+    /// once a route has been seen.
+    requests: parking_lot::RwLock<std::collections::HashMap<String, Box<StatusCounts>>>,
     proxy_latency: Histogram,
     refreshes: Mutex<BTreeMap<&'static str, u64>>,
     sign_ins: Mutex<BTreeMap<String, u64>>,
@@ -72,11 +83,17 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one answered request.
     pub fn request(&self, route: &str, status: u16) {
-        *self
-            .requests
-            .lock()
-            .entry((route.to_string(), status))
-            .or_default() += 1;
+        let i = (status.clamp(100, 599) - 100) as usize;
+        if let Some(c) = self.requests.read().get(route) {
+            c.0[i].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.requests
+            .write()
+            .entry(route.to_string())
+            .or_default()
+            .0[i]
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how long one proxied request took to its response head.
@@ -98,13 +115,23 @@ impl Metrics {
     pub fn render(&self, active_sessions: u64) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP cloudbase_gateway_requests_total Requests answered, by route and status.\n# TYPE cloudbase_gateway_requests_total counter\n");
-        for ((route, status), n) in self.requests.lock().iter() {
-            let _ = writeln!(
-                out,
-                "cloudbase_gateway_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
+        let requests = self.requests.read();
+        let mut routes: Vec<&String> = requests.keys().collect();
+        routes.sort();
+        for route in routes {
+            for (i, n) in requests[route].0.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let status = i + 100;
+                    let _ = writeln!(
+                        out,
+                        "cloudbase_gateway_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                        escape(route)
+                    );
+                }
+            }
         }
+        drop(requests);
         out.push_str("# HELP cloudbase_gateway_proxy_duration_seconds Time from receiving a request to the upstream's response head.\n# TYPE cloudbase_gateway_proxy_duration_seconds histogram\n");
         self.proxy_latency
             .render(&mut out, "cloudbase_gateway_proxy_duration_seconds", "");

@@ -129,11 +129,9 @@ pub fn upstream_request_headers(
     set(&mut out, "x-request-id", fwd.request_id);
 
     if let Some(s) = session {
-        set(
-            &mut out,
-            "authorization",
-            &format!("Bearer {}", s.access_token.expose()),
-        );
+        if let Some((bearer, _)) = s.token_headers() {
+            out.insert(actix_web::http::header::AUTHORIZATION, bearer.clone());
+        }
         set(&mut out, "x-forwarded-user", &s.sub);
         if !s.user.email.is_empty() {
             set(&mut out, "x-forwarded-email", &s.user.email);

@@ -58,18 +58,18 @@ async fn handle(
     }
     let path = normalize_path(req.path())
         .ok_or(GatewayError::BadRequest("The address is not a valid path."))?;
-    if path == PREFIX || path.starts_with(&format!("{PREFIX}/")) {
+    if path
+        .strip_prefix(PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
         return Err(GatewayError::NotFound);
     }
     let (index, route) = gw
         .routes
         .find(&inc.host, &path)
         .ok_or(GatewayError::NotFound)?;
-    req.extensions_mut().insert(RouteLabel(format!(
-        "{}{}",
-        route.host.as_deref().unwrap_or(""),
-        route.path
-    )));
+    req.extensions_mut()
+        .insert(RouteLabel(gw.routes.label(index).clone()));
 
     let lookup = match gw.session(req, worker).await {
         // A public page does not need the session: serve it anonymously while CloudBase is

@@ -46,6 +46,7 @@ pub fn normalize_path(raw: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct Routes {
     routes: Vec<RouteSpec>,
+    labels: Vec<std::sync::Arc<str>>,
 }
 
 /// What the policy says about one request.
@@ -62,7 +63,16 @@ pub enum Decision {
 impl Routes {
     /// Routes in the configured order.
     pub fn new(routes: Vec<RouteSpec>) -> Routes {
-        Routes { routes }
+        let labels = routes
+            .iter()
+            .map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path).into())
+            .collect();
+        Routes { routes, labels }
+    }
+
+    /// The metrics label of route `index` (host and path prefix), made once.
+    pub fn label(&self, index: usize) -> &std::sync::Arc<str> {
+        &self.labels[index]
     }
 
     /// The route for `host` (no port, any case) and the normalised `path`: a route naming the
@@ -214,6 +224,7 @@ mod tests {
             created_at: 0,
             last_seen: 0,
             version: 0,
+            headers: Default::default(),
         };
         let admins = Policy::Groups(vec!["admins".into()]);
         assert_eq!(decide(&Policy::Public, None), Decision::Allow);

@@ -161,6 +161,7 @@ impl SessionManager {
             created_at: now,
             last_seen: now,
             version: 1,
+            headers: Default::default(),
         };
         self.store.put(&key, record.clone()).await?;
         Ok(Started {

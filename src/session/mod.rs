@@ -8,6 +8,7 @@ pub mod cookie;
 pub mod manager;
 pub mod memory;
 
+use actix_web::http::header::HeaderValue;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -78,9 +79,79 @@ pub struct SessionRecord {
     pub last_seen: u64,
     /// Bumped on every write; compare-and-swap checks it.
     pub version: u64,
+    /// `Bearer <access token>` and the bare token as header values, made on first use (every
+    /// proxied request sends them; validating a 1 KiB token per request is measurable).
+    /// Never stored, and empty again in every clone, so a refreshed record cannot keep an old
+    /// token's header.
+    #[serde(skip)]
+    pub headers: TokenHeaders,
+}
+
+/// Header values of a record's access token, made once (see [`SessionRecord::headers`]).
+#[derive(Default)]
+pub struct TokenHeaders(std::sync::OnceLock<Option<(HeaderValue, HeaderValue)>>);
+
+impl Clone for TokenHeaders {
+    fn clone(&self) -> Self {
+        TokenHeaders::default()
+    }
+}
+
+#[cfg(test)]
+mod token_header_tests {
+    use super::*;
+
+    #[test]
+    fn a_cloned_record_never_keeps_the_old_tokens_header() {
+        let mut r = SessionRecord {
+            access_token: Secret::new("old-token"),
+            refresh_token: None,
+            expires_at: 0,
+            refresh_expires_at: 0,
+            scope: String::new(),
+            sub: String::new(),
+            user: Default::default(),
+            device_id: String::new(),
+            created_at: 0,
+            last_seen: 0,
+            version: 0,
+            headers: Default::default(),
+        };
+        assert_eq!(r.token_headers().unwrap().0, "Bearer old-token");
+        let mut next = r.clone();
+        next.access_token = Secret::new("new-token");
+        assert_eq!(next.token_headers().unwrap().0, "Bearer new-token");
+        assert_eq!(next.token_headers().unwrap().1, "new-token");
+        r.access_token = Secret::new("bad\ntoken");
+        assert_eq!(
+            r.token_headers().unwrap().0,
+            "Bearer old-token",
+            "made once per record"
+        );
+    }
+}
+
+impl std::fmt::Debug for TokenHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHeaders(redacted)")
+    }
 }
 
 impl SessionRecord {
+    /// `Authorization: Bearer <access token>` and the bare access token as header values;
+    /// `None` when the token cannot be a header value.
+    pub fn token_headers(&self) -> Option<&(HeaderValue, HeaderValue)> {
+        self.headers
+            .0
+            .get_or_init(|| {
+                let token = self.access_token.expose();
+                let bearer = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+                let bare = HeaderValue::from_str(token).ok()?;
+                Some((bearer, bare))
+            })
+            .as_ref()
+    }
+
     /// Whether this is an anonymous CloudBase session.
     pub fn is_anonymous(&self) -> bool {
         self.scope.split_whitespace().any(|s| s == "anonymous")

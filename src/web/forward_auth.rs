@@ -99,11 +99,13 @@ pub async fn auth(
                 );
                 put("x-auth-request-groups", &r.user.groups.join(","));
                 put("x-auth-request-scope", &r.scope);
-                put("x-auth-request-access-token", r.access_token.expose());
-                put(
-                    "authorization",
-                    &format!("Bearer {}", r.access_token.expose()),
-                );
+                if let Some((bearer, bare)) = r.token_headers() {
+                    h.insert(
+                        header::HeaderName::from_static("x-auth-request-access-token"),
+                        bare.clone(),
+                    );
+                    h.insert(header::AUTHORIZATION, bearer.clone());
+                }
             }
             resp
         }

@@ -703,16 +703,11 @@ pub async fn signed_out(req: HttpRequest, gw: web::Data<Gateway>) -> HttpRespons
 /// The pages' stylesheet.
 const CSS: &str = include_str!("../../static/gateway.css");
 
-/// `GET /__auth/static/{file}`: the pages' static files (embedded in the binary).
-pub async fn static_file(path: web::Path<String>) -> HttpResponse {
-    match path.as_str() {
-        "gateway.css" => HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
-            .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .body(CSS),
-        _ => HttpResponse::NotFound()
-            .content_type("text/plain")
-            .body("not found"),
-    }
+/// `GET /__auth/static/gateway.css`: the pages' stylesheet (embedded in the binary).
+pub async fn static_file() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(CSS)
 }

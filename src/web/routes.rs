@@ -9,7 +9,7 @@ use super::{account, auth, forward_auth, login, Gateway, RequestId, PREFIX};
 
 /// The route label recorded for metrics (set by handlers that know better than the path).
 #[derive(Debug, Clone)]
-pub struct RouteLabel(pub String);
+pub struct RouteLabel(pub std::sync::Arc<str>);
 
 /// Registers the gateway's endpoints; everything else goes to the proxy.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -59,7 +59,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(login::signed_out),
         )
         .route(
-            &format!("{PREFIX}/static/{{file}}"),
+            // A fixed path, not `{file}`: a pattern would make the router run a regex for
+            // every proxied request.
+            &format!("{PREFIX}/static/gateway.css"),
             web::get().to(login::static_file),
         )
         .route(
@@ -164,8 +166,8 @@ where
             .extensions()
             .get::<RouteLabel>()
             .map(|r| r.0.clone())
-            .or_else(|| res.request().match_pattern())
-            .unwrap_or_else(|| "unmatched".to_string());
+            .or_else(|| res.request().match_pattern().map(std::sync::Arc::from))
+            .unwrap_or_else(|| std::sync::Arc::from("unmatched"));
         if let Some(gw) = gw {
             gw.metrics.request(&route, status);
         }
