@@ -13,96 +13,57 @@ pub struct RouteLabel(pub std::sync::Arc<str>);
 
 /// Registers the gateway's endpoints; everything else goes to the proxy.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // The gateway's own endpoints sit in one scope, so a proxied request is matched against
+    // the scope's prefix once rather than against every endpoint.
+    let own = web::scope(PREFIX)
+        .route("", web::get().to(login::login))
+        .route("/", web::get().to(login::login))
+        .route("/sign_in/password", web::post().to(login::sign_in_password))
+        .route("/sign_in/email", web::post().to(login::sign_in_email))
+        .route("/sign_in/sms", web::post().to(login::sign_in_sms))
+        .route(
+            "/sign_in/anonymous",
+            web::post().to(login::sign_in_anonymous),
+        )
+        .route("/code", web::get().to(login::code_entry))
+        .route("/code", web::post().to(login::code_submit))
+        .route("/code/resend", web::post().to(login::code_resend))
+        .route("/sign_up", web::get().to(login::sign_up_page))
+        .route("/sign_up", web::post().to(login::sign_up))
+        .route("/forgot", web::get().to(login::forgot_page))
+        .route("/forgot", web::post().to(login::forgot))
+        .route("/signed_out", web::get().to(login::signed_out))
+        .route(
+            // A fixed path, not `{file}`: a pattern would make the router run a regex for
+            // every proxied request.
+            "/static/gateway.css",
+            web::get().to(login::static_file),
+        )
+        .route("/ticket", web::post().to(auth::ticket_sign_in))
+        .route("/account", web::get().to(account::account))
+        .route("/account/confirm", web::get().to(account::confirm))
+        .route("/account/sudo", web::post().to(account::sudo))
+        .route("/account/change", web::get().to(account::change_form))
+        .route("/account/change", web::post().to(account::change))
+        .route("/account/unlink", web::post().to(account::unlink))
+        .route("/sign_out", web::get().to(auth::sign_out_page))
+        .route("/sign_out", web::post().to(auth::sign_out))
+        .route("/auth", web::get().to(forward_auth::auth))
+        .route("/userinfo", web::get().to(auth::userinfo))
+        // Anything else under the prefix is not ours to proxy.
+        .default_service(web::to(not_found));
     cfg.route("/ping", web::get().to(ping))
         .route("/ping", web::head().to(ping))
         .route("/ready", web::get().to(ready))
         .route("/ready", web::head().to(ready))
-        .route(PREFIX, web::get().to(login::login))
-        .route(&format!("{PREFIX}/"), web::get().to(login::login))
-        .route(
-            &format!("{PREFIX}/sign_in/password"),
-            web::post().to(login::sign_in_password),
-        )
-        .route(
-            &format!("{PREFIX}/sign_in/email"),
-            web::post().to(login::sign_in_email),
-        )
-        .route(
-            &format!("{PREFIX}/sign_in/sms"),
-            web::post().to(login::sign_in_sms),
-        )
-        .route(
-            &format!("{PREFIX}/sign_in/anonymous"),
-            web::post().to(login::sign_in_anonymous),
-        )
-        .route(&format!("{PREFIX}/code"), web::get().to(login::code_entry))
-        .route(
-            &format!("{PREFIX}/code"),
-            web::post().to(login::code_submit),
-        )
-        .route(
-            &format!("{PREFIX}/code/resend"),
-            web::post().to(login::code_resend),
-        )
-        .route(
-            &format!("{PREFIX}/sign_up"),
-            web::get().to(login::sign_up_page),
-        )
-        .route(&format!("{PREFIX}/sign_up"), web::post().to(login::sign_up))
-        .route(
-            &format!("{PREFIX}/forgot"),
-            web::get().to(login::forgot_page),
-        )
-        .route(&format!("{PREFIX}/forgot"), web::post().to(login::forgot))
-        .route(
-            &format!("{PREFIX}/signed_out"),
-            web::get().to(login::signed_out),
-        )
-        .route(
-            // A fixed path, not `{file}`: a pattern would make the router run a regex for
-            // every proxied request.
-            &format!("{PREFIX}/static/gateway.css"),
-            web::get().to(login::static_file),
-        )
-        .route(
-            &format!("{PREFIX}/ticket"),
-            web::post().to(auth::ticket_sign_in),
-        )
-        .route(
-            &format!("{PREFIX}/account"),
-            web::get().to(account::account),
-        )
-        .route(
-            &format!("{PREFIX}/account/confirm"),
-            web::get().to(account::confirm),
-        )
-        .route(
-            &format!("{PREFIX}/account/sudo"),
-            web::post().to(account::sudo),
-        )
-        .route(
-            &format!("{PREFIX}/account/change"),
-            web::get().to(account::change_form),
-        )
-        .route(
-            &format!("{PREFIX}/account/change"),
-            web::post().to(account::change),
-        )
-        .route(
-            &format!("{PREFIX}/account/unlink"),
-            web::post().to(account::unlink),
-        )
-        .route(
-            &format!("{PREFIX}/sign_out"),
-            web::get().to(auth::sign_out_page),
-        )
-        .route(
-            &format!("{PREFIX}/sign_out"),
-            web::post().to(auth::sign_out),
-        )
-        .route(&format!("{PREFIX}/auth"), web::get().to(forward_auth::auth))
-        .route(&format!("{PREFIX}/userinfo"), web::get().to(auth::userinfo))
+        .service(own)
         .default_service(web::to(crate::proxy::proxy));
+}
+
+/// An unknown endpoint under the prefix: 404, never proxied.
+async fn not_found(req: actix_web::HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let inc = super::forms::incoming(&gw, &req);
+    super::pages::error_response(&crate::error::GatewayError::NotFound, &inc)
 }
 
 async fn ping() -> HttpResponse {
