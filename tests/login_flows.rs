@@ -1777,6 +1777,24 @@ async fn a_captcha_demand_gets_a_clear_message() {
     assert_eq!(other.status, 302);
 }
 
+/// A wrong-password attempt carrying `X-Forwarded-For: ip`; the status.
+async fn attempt(b: &Browser, ip: &str) -> u16 {
+    let token = b.csrf.borrow().clone();
+    let f = vec![
+        ("csrf".to_string(), token),
+        ("username".to_string(), "alice".to_string()),
+        ("password".to_string(), "wrong-pass-x".to_string()),
+    ];
+    b.send(
+        b.http
+            .post(b.url("/__auth/sign_in/password"))
+            .insert_header(("x-forwarded-for", ip)),
+        Some(f),
+    )
+    .await
+    .status
+}
+
 #[actix_web::test]
 async fn rate_limits_key_on_forwarded_addresses_from_trusted_proxies_only() {
     // Untrusted peer: X-Forwarded-For is the client's own claim and changes nothing.
@@ -1784,28 +1802,10 @@ async fn rate_limits_key_on_forwarded_addresses_from_trusted_proxies_only() {
         .await;
     let b = s.browser();
     b.get("/__auth/").await;
-    let attempt = |ip: &'static str| {
-        let b = &b;
-        async move {
-            let f = vec![
-                ("csrf".to_string(), b.csrf.borrow().clone()),
-                ("username".to_string(), "alice".to_string()),
-                ("password".to_string(), "wrong-pass-x".to_string()),
-            ];
-            b.send(
-                b.http
-                    .post(b.url("/__auth/sign_in/password"))
-                    .insert_header(("x-forwarded-for", ip)),
-                Some(f),
-            )
-            .await
-            .status
-        }
-    };
-    assert_eq!(attempt("1.1.1.1").await, 401);
-    assert_eq!(attempt("2.2.2.2").await, 401);
+    assert_eq!(attempt(&b, "1.1.1.1").await, 401);
+    assert_eq!(attempt(&b, "2.2.2.2").await, 401);
     assert_eq!(
-        attempt("3.3.3.3").await,
+        attempt(&b, "3.3.3.3").await,
         429,
         "a spoofed address does not escape the limit"
     );
@@ -1814,38 +1814,20 @@ async fn rate_limits_key_on_forwarded_addresses_from_trusted_proxies_only() {
     let s = start("rate_limit_password_per_ip = \"2/5m\"\nrate_limit_password_per_user = \"off\"\ntrusted_proxies = [\"127.0.0.1\"]").await;
     let b = s.browser();
     b.get("/__auth/").await;
-    let attempt = |ip: &'static str| {
-        let b = &b;
-        async move {
-            let f = vec![
-                ("csrf".to_string(), b.csrf.borrow().clone()),
-                ("username".to_string(), "alice".to_string()),
-                ("password".to_string(), "wrong-pass-x".to_string()),
-            ];
-            b.send(
-                b.http
-                    .post(b.url("/__auth/sign_in/password"))
-                    .insert_header(("x-forwarded-for", ip)),
-                Some(f),
-            )
-            .await
-            .status
-        }
-    };
-    assert_eq!(attempt("1.1.1.1").await, 401);
-    assert_eq!(attempt("1.1.1.1").await, 401);
-    assert_eq!(attempt("1.1.1.1").await, 429);
+    assert_eq!(attempt(&b, "1.1.1.1").await, 401);
+    assert_eq!(attempt(&b, "1.1.1.1").await, 401);
+    assert_eq!(attempt(&b, "1.1.1.1").await, 429);
     assert_eq!(
-        attempt("9.9.9.9, 2.2.2.2").await,
+        attempt(&b, "9.9.9.9, 2.2.2.2").await,
         401,
         "another client behind the proxy"
     );
     assert_eq!(
-        attempt("1.1.1.1, 2.2.2.2").await,
+        attempt(&b, "1.1.1.1, 2.2.2.2").await,
         401,
         "the right-most untrusted entry counts"
     );
-    assert_eq!(attempt("2.2.2.2").await, 429);
+    assert_eq!(attempt(&b, "2.2.2.2").await, 429);
 }
 
 #[actix_web::test]

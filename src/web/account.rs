@@ -85,7 +85,7 @@ async fn account_page(
                 FlowError::Refused { .. } | FlowError::Input(_) => FlowError::Unavailable,
                 other => other,
             };
-            return forms::error_response(req, &inc, &e, |_| HttpResponse::Ok().finish());
+            return forms::error_response(&inc, &e, None);
         }
     };
     let q = Form::query(req);
@@ -232,11 +232,7 @@ pub async fn sudo(
         Err(e) => {
             let message = forms::message(&gw, &req, &e);
             let page = sudo_page(&gw, &req, &worker, &user, change, &message, StatusCode::OK).await;
-            forms::error_response(&req, &inc, &e, move |status| {
-                let mut page = page;
-                *page.status_mut() = status;
-                page
-            })
+            forms::error_response(&inc, &e, Some(page))
         }
     }
 }
@@ -316,7 +312,7 @@ pub async fn change(
     let id = form.get("flow");
     let elevated = match account::elevated(&ctx, id).await {
         Ok(e) => e,
-        Err(e) => return forms::error_response(&req, &inc, &e, |_| HttpResponse::Ok().finish()),
+        Err(e) => return forms::error_response(&inc, &e, None),
     };
     let result = if elevated.change == Change::Password {
         account::set_password(&ctx, id, Secret::new(form.get("new_password"))).await
@@ -335,11 +331,7 @@ pub async fn change(
                 form.get("contact").trim(),
                 &message,
             );
-            forms::error_response(&req, &inc, &e, move |status| {
-                let mut page = page;
-                *page.status_mut() = status;
-                page
-            })
+            forms::error_response(&inc, &e, Some(page))
         }
     }
 }
@@ -367,11 +359,7 @@ pub async fn unlink(
         Err(e) => {
             let message = forms::message(&gw, &req, &e);
             let page = account_page(&gw, &req, &worker, &user, &message, StatusCode::OK).await;
-            forms::error_response(&req, &inc, &e, move |status| {
-                let mut page = page;
-                *page.status_mut() = status;
-                page
-            })
+            forms::error_response(&inc, &e, Some(page))
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{Gateway, Worker, PREFIX};
 use crate::config::SignInMethod;
 use crate::error::GatewayError;
 use crate::flow::store::Browser;
-use crate::flows::{ticket, FlowError, Outcome};
+use crate::flows::{ticket, Outcome};
 use crate::secret::Secret;
 
 /// `GET /__auth/sign_out`: asks for confirmation (a GET must not sign anyone out: a link or
@@ -238,30 +238,9 @@ pub async fn ticket_sign_in(
             }))
         }
         Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => {
-            let e = match e {
-                // A form post has no page of its own to show again: the error page says it.
-                FlowError::Input(_) | FlowError::Refused { .. } if inc.navigation => {
-                    let mut inc = inc.clone();
-                    inc.navigation = true;
-                    let view = View::new(&gw, &req, &format!("{PREFIX}/"));
-                    let message = view.message(&e);
-                    let status =
-                        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-                    let page = pages::ErrorPage {
-                        p: view.layout.clone(),
-                        title: view.t("login.title"),
-                        message: &message,
-                        back: &format!("{PREFIX}/"),
-                        back_label: view.t("gwerr.back.sign_in"),
-                        request_id: &inc.request_id,
-                    };
-                    return view.respond(status, &page);
-                }
-                other => other,
-            };
-            forms::error_response(&req, &inc, &e, |_| HttpResponse::Ok().finish())
-        }
+        // A ticket post has no form of its own to show again: an error page says what
+        // happened (JSON for JSON callers).
+        Err(e) => forms::error_response(&inc, &e, None),
     }
 }
 

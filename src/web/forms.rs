@@ -244,24 +244,20 @@ pub fn incoming(gw: &Gateway, req: &HttpRequest) -> Incoming {
 }
 
 /// The answer to a flow error: the "start again" page, a redirect to sign in, an outage page,
-/// JSON for API callers, or else the form again (`again`, given the status; the page shows
-/// [`View::message`]) with `Retry-After` when there is a wait.
-pub fn error_response(
-    _req: &HttpRequest,
-    inc: &Incoming,
-    err: &FlowError,
-    again: impl FnOnce(StatusCode) -> HttpResponse,
-) -> HttpResponse {
-    let inc = inc.clone();
+/// JSON for API callers, or else `page` (the form again, showing [`message`]) with the error's
+/// status; without a form to show, an error page with the message. `Retry-After` goes with
+/// every wait.
+pub fn error_response(inc: &Incoming, err: &FlowError, page: Option<HttpResponse>) -> HttpResponse {
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut resp = match err {
-        FlowError::StartAgain => return pages::error_response(&GatewayError::FlowExpired, &inc),
+        FlowError::StartAgain => return pages::error_response(&GatewayError::FlowExpired, inc),
         FlowError::Unavailable => {
-            return pages::error_response(&GatewayError::CloudBaseUnavailable, &inc)
+            return pages::error_response(&GatewayError::CloudBaseUnavailable, inc)
         }
         FlowError::Store => {
             return pages::error_response(
                 &GatewayError::Store(crate::session::StoreError("flow".into())),
-                &inc,
+                inc,
             )
         }
         FlowError::SignInNeeded if inc.navigation => {
@@ -271,7 +267,6 @@ pub fn error_response(
             return pages::redirect(&format!("{PREFIX}/?rd={rd}")).finish();
         }
         _ if !inc.navigation => {
-            let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
             let mut b = HttpResponse::build(status);
             pages::no_store(&mut b);
             if matches!(err, FlowError::SignInNeeded) {
@@ -284,10 +279,28 @@ pub fn error_response(
                 "error_description": english,
             }))
         }
-        _ => {
-            let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            again(status)
-        }
+        _ => match page {
+            Some(mut page) => {
+                *page.status_mut() = status;
+                page
+            }
+            None => {
+                let tr = crate::i18n::Tr::new(inc.lang);
+                let message = tr.with_wait(err.message(), err.retry_after().unwrap_or(0));
+                let back = format!("{PREFIX}/");
+                pages::html(
+                    status,
+                    &pages::ErrorPage {
+                        p: pages::Layout::new(inc.lang, &inc.brand, String::new(), &inc.here),
+                        title: tr.t("gwerr.bad_request.title"),
+                        message: &message,
+                        back: &back,
+                        back_label: tr.t("gwerr.back.sign_in"),
+                        request_id: &inc.request_id,
+                    },
+                )
+            }
+        },
     };
     if let Some(secs) = err.retry_after() {
         if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
@@ -295,6 +308,58 @@ pub fn error_response(
         }
     }
     resp
+}
+
+/// What every form post starts with: the request's facts, the CSRF-checked form, the browser
+/// it binds flows to, the page language and the browser's current session.
+pub struct Posted {
+    /// The request's facts.
+    pub inc: Incoming,
+    /// The form.
+    pub form: Form,
+    /// The browser (its CSRF cookie).
+    pub browser: Browser,
+    /// The page language.
+    pub lang: Lang,
+    /// The browser's session, fresh, if any.
+    pub current: Option<Loaded>,
+}
+
+impl Posted {
+    /// Reads a form post.
+    ///
+    /// Fails with the error page or JSON for a missing or wrong CSRF token or an oversized body.
+    pub async fn read(
+        gw: &Gateway,
+        req: &HttpRequest,
+        worker: &Worker,
+        body: &[u8],
+    ) -> Result<Posted, HttpResponse> {
+        let inc = incoming(gw, req);
+        let (form, browser) = match csrf_form(gw, req, body) {
+            Ok(f) => f,
+            Err(e) => return Err(pages::error_response(&e, &inc)),
+        };
+        Ok(Posted {
+            current: current_session(gw, req, worker).await,
+            lang: gw.lang_of(req),
+            inc,
+            form,
+            browser,
+        })
+    }
+
+    /// The flow context for this post.
+    pub fn ctx<'a>(&'a self, gw: &'a Gateway, worker: &'a Worker) -> Ctx<'a> {
+        ctx(
+            gw,
+            worker,
+            &self.inc,
+            self.browser,
+            self.lang,
+            self.current.as_ref(),
+        )
+    }
 }
 
 /// The person-readable message for `e` in the request's language.

@@ -5,7 +5,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::forms::{self, csrf_form, enc, return_url, Form, View};
+use super::forms::{self, enc, return_url, Form, Posted, View};
 use super::pages::{self, CodePage, ContactFormPage, LoginPage, SignedOutPage, Tab};
 use super::{Gateway, Worker, PREFIX};
 use crate::config::SignInMethod;
@@ -136,28 +136,24 @@ pub async fn sign_in_password(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = forms::incoming(&gw, &req);
-    let (form, browser) = match csrf_form(&gw, &req, &body) {
-        Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
+    let post = match Posted::read(&gw, &req, &worker, &body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
-    let rd = return_url(&gw, &form);
+    let rd = return_url(&gw, &post.form);
     if !gw.config.login.has(SignInMethod::Password) {
         return disabled(&gw, &req, &rd, "password").await;
     }
-    let current = forms::current_session(&gw, &req, &worker).await;
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, current.as_ref());
     let result = password::sign_in(
-        &ctx,
-        form.get("username"),
-        Secret::new(form.get("password")),
+        &post.ctx(&gw, &worker),
+        post.form.get("username"),
+        Secret::new(post.form.get("password")),
         rd.clone(),
     )
     .await;
     match result {
         Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => again_login(&gw, &req, &inc, &e, &rd, "password", &form).await,
+        Err(e) => again_login(&gw, &req, &post.inc, &e, &rd, "password", &post.form).await,
     }
 }
 
@@ -188,11 +184,7 @@ async fn again_login(
         },
     )
     .await;
-    forms::error_response(req, inc, e, move |status| {
-        let mut page = page;
-        *page.status_mut() = status;
-        page
-    })
+    forms::error_response(inc, e, Some(page))
 }
 
 async fn disabled(gw: &Gateway, req: &HttpRequest, rd: &str, method: &str) -> HttpResponse {
@@ -220,32 +212,27 @@ async fn send_code_post(
         parse,
         again,
     } = post;
-    let inc = forms::incoming(gw, req);
-    let (form, browser) = match csrf_form(gw, req, body) {
-        Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
+    let post = match Posted::read(gw, req, worker, body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
-    let rd = return_url(gw, &form);
-    let current = forms::current_session(gw, req, worker).await;
-    let lang = gw.lang_of(req);
-    let ctx = forms::ctx(gw, worker, &inc, browser, lang, current.as_ref());
+    let form = &post.form;
+    let rd = return_url(gw, form);
     let result = match parse(form.get(field)) {
-        Ok(contact) => code::send(&ctx, purpose, contact, rd.clone()).await,
+        Ok(contact) => code::send(&post.ctx(gw, worker), purpose, contact, rd.clone()).await,
         Err(e) => Err(e),
     };
     match result {
         Ok(o) => forms::outcome_response(gw, o),
         Err(e) => match again {
-            AgainPage::Login(method) => again_login(gw, req, &inc, &e, &rd, method, &form).await,
+            AgainPage::Login(method) => {
+                again_login(gw, req, &post.inc, &e, &rd, method, form).await
+            }
             AgainPage::SignUp | AgainPage::Forgot => {
                 let message = forms::message(gw, req, &e);
                 let page =
                     contact_page(gw, req, again, &rd, form.get(field).trim(), &message).await;
-                forms::error_response(req, &inc, &e, move |status| {
-                    let mut page = page;
-                    *page.status_mut() = status;
-                    page
-                })
+                forms::error_response(&post.inc, &e, Some(page))
             }
         },
     }
@@ -325,21 +312,17 @@ pub async fn sign_in_anonymous(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = forms::incoming(&gw, &req);
-    let (form, browser) = match csrf_form(&gw, &req, &body) {
-        Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
+    let post = match Posted::read(&gw, &req, &worker, &body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
-    let rd = return_url(&gw, &form);
+    let rd = return_url(&gw, &post.form);
     if !gw.config.login.has(SignInMethod::Anonymous) {
         return disabled(&gw, &req, &rd, "").await;
     }
-    let current = forms::current_session(&gw, &req, &worker).await;
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, current.as_ref());
-    match anonymous::sign_in(&ctx, rd.clone()).await {
+    match anonymous::sign_in(&post.ctx(&gw, &worker), rd.clone()).await {
         Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => again_login(&gw, &req, &inc, &e, &rd, "", &form).await,
+        Err(e) => again_login(&gw, &req, &post.inc, &e, &rd, "", &post.form).await,
     }
 }
 
@@ -590,15 +573,12 @@ pub async fn code_submit(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = forms::incoming(&gw, &req);
-    let (form, browser) = match csrf_form(&gw, &req, &body) {
-        Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
+    let post = match Posted::read(&gw, &req, &worker, &body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
-    let current = forms::current_session(&gw, &req, &worker).await;
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, current.as_ref());
-    let id = form.get("flow");
+    let ctx = post.ctx(&gw, &worker);
+    let form = &post.form;
     let password = form.get("password");
     let input = code::CodeInput {
         code: form.get("code").to_string(),
@@ -606,39 +586,9 @@ pub async fn code_submit(
         name: form.get("name").to_string(),
         password: (!password.is_empty()).then(|| Secret::new(password)),
     };
-    match code::submit(&ctx, id, input).await {
+    match code::submit(&ctx, form.get("flow"), input).await {
         Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => {
-            // The flow as it is now (it may have kept a verified code).
-            let page = match code::load(&ctx, id).await {
-                Ok(flow) => {
-                    let message = forms::message(&gw, &req, &e);
-                    Some(code_page(
-                        &gw,
-                        &req,
-                        &flow,
-                        CodeView {
-                            flow: id,
-                            username: form.get("username").trim(),
-                            name: form.get("name").trim(),
-                            notice: "",
-                            error: &message,
-                        },
-                    ))
-                }
-                Err(_) => None,
-            };
-            let e = if page.is_none() {
-                FlowError::StartAgain
-            } else {
-                e
-            };
-            forms::error_response(&req, &inc, &e, move |status| {
-                let mut page = page.expect("a page when the flow exists");
-                *page.status_mut() = status;
-                page
-            })
-        }
+        Err(e) => code_again(&gw, &req, &post, &ctx, &e).await,
     }
 }
 
@@ -649,47 +599,46 @@ pub async fn code_resend(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = forms::incoming(&gw, &req);
-    let (form, browser) = match csrf_form(&gw, &req, &body) {
-        Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
+    let post = match Posted::read(&gw, &req, &worker, &body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
-    let current = forms::current_session(&gw, &req, &worker).await;
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, current.as_ref());
-    let id = form.get("flow");
+    let ctx = post.ctx(&gw, &worker);
+    let id = post.form.get("flow");
     match code::resend(&ctx, id).await {
         Ok(_) => pages::redirect(&format!("{PREFIX}/code?flow={id}&resent=1")).finish(),
-        Err(e) => {
-            let page = match code::load(&ctx, id).await {
-                Ok(flow) => {
-                    let message = forms::message(&gw, &req, &e);
-                    Some(code_page(
-                        &gw,
-                        &req,
-                        &flow,
-                        CodeView {
-                            flow: id,
-                            username: "",
-                            name: "",
-                            notice: "",
-                            error: &message,
-                        },
-                    ))
-                }
-                Err(_) => None,
-            };
-            let e = if page.is_none() {
-                FlowError::StartAgain
-            } else {
-                e
-            };
-            forms::error_response(&req, &inc, &e, move |status| {
-                let mut page = page.expect("a page when the flow exists");
-                *page.status_mut() = status;
-                page
-            })
+        Err(e) => code_again(&gw, &req, &post, &ctx, &e).await,
+    }
+}
+
+/// The code page again after `e`, with the flow as it is now (it may have kept a verified
+/// code) and what was typed; "start again" when the flow is gone.
+async fn code_again(
+    gw: &Gateway,
+    req: &HttpRequest,
+    post: &Posted,
+    ctx: &crate::flows::Ctx<'_>,
+    e: &FlowError,
+) -> HttpResponse {
+    let id = post.form.get("flow");
+    match code::load(ctx, id).await {
+        Ok(flow) => {
+            let message = forms::message(gw, req, e);
+            let page = code_page(
+                gw,
+                req,
+                &flow,
+                CodeView {
+                    flow: id,
+                    username: post.form.get("username").trim(),
+                    name: post.form.get("name").trim(),
+                    notice: "",
+                    error: &message,
+                },
+            );
+            forms::error_response(&post.inc, e, Some(page))
         }
+        Err(_) => forms::error_response(&post.inc, &FlowError::StartAgain, None),
     }
 }
 
