@@ -132,25 +132,7 @@ impl<T: Clone + Send + Sync + 'static> FlowStore<T> {
 
     /// Removes and returns the record, atomically: of two concurrent takes, one gets it.
     pub async fn take(&self, id: &str, browser: Browser) -> Option<T> {
-        if !well_formed(id) {
-            return None;
-        }
-        let mut taken = None;
-        let _ = self
-            .cache
-            .entry(id.to_string())
-            .and_compute_with(|current| {
-                let op = match current {
-                    Some(e) if self.usable(e.value(), browser) => {
-                        taken = Some(e.value().value.clone());
-                        Op::Remove
-                    }
-                    _ => Op::Nop,
-                };
-                std::future::ready(op)
-            })
-            .await;
-        taken
+        self.take_for_step(id, browser).await.map(|t| t.value)
     }
 
     /// Takes the record for one step, so a concurrent submission of the same flow finds

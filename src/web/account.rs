@@ -42,6 +42,20 @@ async fn signed_in(
     }
 }
 
+/// What every account form post starts with: the request's facts, the CSRF-checked form, the
+/// browser, and the signed-in user (or the answer for a visitor without a session).
+async fn account_post(
+    gw: &Gateway,
+    req: &HttpRequest,
+    worker: &Worker,
+    body: &[u8],
+) -> Result<(super::Incoming, Form, Browser, Loaded), HttpResponse> {
+    let inc = forms::incoming(gw, req);
+    let (form, browser) = csrf_form(gw, req, body).map_err(|e| pages::error_response(&e, &inc))?;
+    let user = signed_in(gw, req, worker, &format!("{PREFIX}/account")).await?;
+    Ok((inc, form, browser, user))
+}
+
 /// `GET /__auth/account`: the profile, linked providers and the ways to change them.
 pub async fn account(
     req: HttpRequest,
@@ -208,17 +222,12 @@ pub async fn sudo(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = forms::incoming(&gw, &req);
-    let (form, browser) = match csrf_form(&gw, &req, &body) {
-        Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
+    let (inc, form, browser, user) = match account_post(&gw, &req, &worker, &body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
     let Some(change) = change_of(&form) else {
         return pages::error_response(&GatewayError::BadRequest("Unknown account change."), &inc);
-    };
-    let user = match signed_in(&gw, &req, &worker, &format!("{PREFIX}/account")).await {
-        Ok(u) => u,
-        Err(resp) => return resp,
     };
     let lang = gw.lang_of(&req);
     let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, Some(&user));
@@ -298,13 +307,8 @@ pub async fn change(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = forms::incoming(&gw, &req);
-    let (form, browser) = match csrf_form(&gw, &req, &body) {
-        Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
-    };
-    let user = match signed_in(&gw, &req, &worker, &format!("{PREFIX}/account")).await {
-        Ok(u) => u,
+    let (inc, form, browser, user) = match account_post(&gw, &req, &worker, &body).await {
+        Ok(p) => p,
         Err(resp) => return resp,
     };
     let lang = gw.lang_of(&req);
@@ -343,13 +347,8 @@ pub async fn unlink(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let inc = forms::incoming(&gw, &req);
-    let (form, browser) = match csrf_form(&gw, &req, &body) {
-        Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
-    };
-    let user = match signed_in(&gw, &req, &worker, &format!("{PREFIX}/account")).await {
-        Ok(u) => u,
+    let (inc, form, browser, user) = match account_post(&gw, &req, &worker, &body).await {
+        Ok(p) => p,
         Err(resp) => return resp,
     };
     let lang = gw.lang_of(&req);
