@@ -106,6 +106,27 @@ pub struct LoginSettings {
     pub brand_color: String,
     /// Language when neither `?lang=`, the language cookie nor `Accept-Language` decide.
     pub default_language: crate::i18n::Lang,
+    /// Third-party providers offered on the login and account pages, in order.
+    pub providers: Vec<ProviderButton>,
+    /// How captchas CloudBase asks for are shown.
+    pub captcha_mode: crate::flows::captcha::Mode,
+}
+
+/// A provider button: the CloudBase provider id and the label shown (`None`: the built-in
+/// label of `wx_open` and `wx_mp`, or the id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderButton {
+    /// Provider id in the CloudBase environment.
+    pub id: String,
+    /// Button label.
+    pub label: Option<String>,
+}
+
+impl LoginSettings {
+    /// The configured provider `id`.
+    pub fn provider(&self, id: &str) -> Option<&ProviderButton> {
+        self.providers.iter().find(|p| p.id == id)
+    }
 }
 
 impl LoginSettings {
@@ -367,6 +388,14 @@ impl Config {
             "default_language",
             self.login.default_language.tag().to_string(),
         );
+        put(
+            "captcha_mode",
+            match self.login.captcha_mode {
+                crate::flows::captcha::Mode::Redirect => "redirect",
+                crate::flows::captcha::Mode::Image => "image",
+            }
+            .to_string(),
+        );
         let rate = |r: Option<Rate>| match r {
             Some(r) => format!("{}/{}", r.count, humantime::format_duration(r.per)),
             None => "off".to_string(),
@@ -381,6 +410,19 @@ impl Config {
             |v: Vec<String>| toml::Value::Array(v.into_iter().map(toml::Value::String).collect());
         t.insert("insecure_cookie".into(), self.cookie.insecure.into());
         t.insert("sign_up".into(), self.login.sign_up.into());
+        t.insert(
+            "providers".into(),
+            strings(
+                self.login
+                    .providers
+                    .iter()
+                    .map(|p| match &p.label {
+                        Some(l) => format!("{}={l}", p.id),
+                        None => p.id.clone(),
+                    })
+                    .collect(),
+            ),
+        );
         t.insert(
             "sign_in_methods".into(),
             strings(
@@ -625,6 +667,16 @@ const KEYS: &[KeySpec] = &[
     },
     KeySpec {
         key: "default_language",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "providers",
+        kind: Kind::List,
+        secret: false,
+    },
+    KeySpec {
+        key: "captcha_mode",
         kind: Kind::Str,
         secret: false,
     },
@@ -1292,6 +1344,44 @@ fn login_settings(c: &mut Collector) -> Option<LoginSettings> {
             _ => Err("expected en or zh-CN".into()),
         }),
     };
+    let providers = match c.take("providers") {
+        None => Some(Vec::new()),
+        Some(v) => parse_or(c, "providers", v, |s| {
+            let mut out: Vec<ProviderButton> = Vec::new();
+            for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let (id, label) = match item.split_once('=') {
+                    Some((id, label)) => (id.trim(), Some(label.trim())),
+                    None => (item, None),
+                };
+                if !crate::flows::provider::valid_id(id) {
+                    return Err(format!(
+                        "{id:?}: a provider id is 1 to 64 letters, digits, -, _ or ."
+                    ));
+                }
+                if let Some(l) = label {
+                    if l.is_empty() || l.chars().count() > 40 || l.chars().any(char::is_control) {
+                        return Err(format!("{id}: a label is 1 to 40 characters"));
+                    }
+                }
+                if out.iter().any(|p| p.id == id) {
+                    return Err(format!("{id} is listed twice"));
+                }
+                out.push(ProviderButton {
+                    id: id.to_string(),
+                    label: label.map(str::to_string),
+                });
+            }
+            Ok(out)
+        }),
+    };
+    let captcha_mode = match c.take("captcha_mode") {
+        None => Some(crate::flows::captcha::Mode::Redirect),
+        Some(v) => parse_or(c, "captcha_mode", v, |s| match s {
+            "redirect" => Ok(crate::flows::captcha::Mode::Redirect),
+            "image" => Ok(crate::flows::captcha::Mode::Image),
+            _ => Err("expected redirect or image".into()),
+        }),
+    };
     if let (Some(m), Some(true)) = (&methods, sign_up) {
         if !m.contains(&SignInMethod::EmailCode) && !m.contains(&SignInMethod::SmsCode) {
             c.problem(
@@ -1308,6 +1398,8 @@ fn login_settings(c: &mut Collector) -> Option<LoginSettings> {
         brand_logo_url: brand_logo_url?,
         brand_color: brand_color?,
         default_language: default_language?,
+        providers: providers?,
+        captcha_mode: captcha_mode?,
     })
 }
 

@@ -49,6 +49,10 @@ pub enum GatewayError {
     /// A multi-step flow's id is missing, unknown, expired, used or another browser's.
     #[error("flow expired")]
     FlowExpired,
+    /// A redirect flow's `state` is missing, altered, expired, used, of another kind or another
+    /// browser's.
+    #[error("state invalid")]
+    StateInvalid,
     /// A hosted-page link names another CloudBase environment or client.
     #[error("wrong environment")]
     WrongEnvironment,
@@ -75,6 +79,7 @@ impl GatewayError {
             GatewayError::Forbidden | GatewayError::Csrf => StatusCode::FORBIDDEN,
             GatewayError::BadRequest(_)
             | GatewayError::FlowExpired
+            | GatewayError::StateInvalid
             | GatewayError::WrongEnvironment => StatusCode::BAD_REQUEST,
             GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
@@ -113,6 +118,7 @@ impl GatewayError {
             GatewayError::CloudBase(_) => "cloudbase_error",
             GatewayError::Store(_) => "store_unavailable",
             GatewayError::FlowExpired => "flow_expired",
+            GatewayError::StateInvalid => "state_invalid",
             GatewayError::WrongEnvironment => "wrong_environment",
             GatewayError::RateLimited(_) => "rate_limited",
         }
@@ -134,7 +140,7 @@ impl GatewayError {
                 "Temporarily unavailable"
             }
             GatewayError::CloudBase(_) => "Sign-in service refused",
-            GatewayError::FlowExpired => "Start again",
+            GatewayError::FlowExpired | GatewayError::StateInvalid => "Start again",
             GatewayError::WrongEnvironment => "Wrong environment",
             GatewayError::RateLimited(_) => "Too many requests",
         }
@@ -171,6 +177,9 @@ impl GatewayError {
             GatewayError::FlowExpired => {
                 "This sign-in step expired or was already used. Start again."
             }
+            GatewayError::StateInvalid => {
+                "This sign-in link expired or was already used — start again."
+            }
             GatewayError::WrongEnvironment => {
                 "This sign-in link is for another CloudBase environment."
             }
@@ -194,6 +203,7 @@ impl GatewayError {
             GatewayError::Unauthenticated,
             GatewayError::Forbidden,
             GatewayError::Csrf,
+            GatewayError::StateInvalid,
             GatewayError::BadRequest("x"),
             GatewayError::NotFound,
             GatewayError::HeadersTooLarge,

@@ -63,6 +63,11 @@ impl Keyring {
 }
 
 impl Keys {
+    /// The raw keys, newest first (for the AEAD in [`crate::flow::seal`]).
+    pub fn raw(&self) -> &[[u8; 32]] {
+        &self.0
+    }
+
     /// HMAC-SHA256 of `data` with the newest key.
     pub fn sign(&self, data: &[u8]) -> [u8; 32] {
         let mut mac = HmacSha256::new_from_slice(&self.0[0]).expect("any key length");

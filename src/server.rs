@@ -129,6 +129,13 @@ pub fn build_with(
         deps.entropy.clone(),
     );
     let limits = RateLimits::new(&config.rate_limits, deps.clock.clone());
+    let states = crate::flow::state::States::new(
+        crate::flow::seal::Sealer::new(&keyring.derive("state-seal"), deps.entropy.clone()),
+        keyring.derive("state-browser"),
+        deps.clock.clone(),
+    );
+    let captcha_tokens =
+        crate::flows::captcha::TokenCache::new(config.session.capacity, deps.clock.clone());
     let brand = Arc::new(crate::web::pages::Brand::new(
         config.login.brand_name.clone(),
         config.login.brand_logo_url.clone().unwrap_or_default(),
@@ -138,6 +145,8 @@ pub fn build_with(
         brand,
         flows,
         limits,
+        states,
+        captcha_tokens,
         routes: Routes::new(config.routes.clone()),
         return_urls: ReturnUrls::new(&config.public_url, &redirect_hosts(&config)),
         sessions,

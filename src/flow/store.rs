@@ -25,6 +25,11 @@ impl Browser {
     pub fn from_csrf(csrf_value: &str) -> Browser {
         Browser(Sha256::digest(csrf_value.as_bytes()).into())
     }
+
+    /// The hash itself (what a state's browser binding is an HMAC of).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Browser {

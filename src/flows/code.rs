@@ -127,9 +127,10 @@ async fn send_code(
             Ok((v.verification_id, v.is_user))
         }
         Err(e) => {
-            // CloudBase never answered: the attempt does not count. Any answer does, so that
-            // probing which addresses have accounts costs as much as sending codes.
-            if e.is_unavailable() {
+            // CloudBase never answered, or wants a captcha first: the attempt does not count.
+            // Any other answer does, so that probing which addresses have accounts costs as
+            // much as sending codes.
+            if e.is_unavailable() || e.needs_captcha() {
                 ctx.limits.refund(permits);
             }
             Err(refused(&e, Step::SendCode))

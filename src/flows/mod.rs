@@ -1,6 +1,7 @@
 //! The sign-in flows, one module each: [`password`], [`code`] (e-mail and SMS codes, sign-up,
-//! forgotten passwords), [`anonymous`], [`ticket`] and [`account`] (changes by a signed-in
-//! user). Flows take no HTTP framework types: the web layer hands them a [`Ctx`] and the
+//! forgotten passwords), [`anonymous`], [`ticket`], [`provider`] (third-party redirects),
+//! [`account`] (changes by a signed-in user) and [`captcha`] (what happens when CloudBase asks
+//! for one). Flows take no HTTP framework types: the web layer hands them a [`Ctx`] and the
 //! user's input and maps the [`Outcome`] or [`FlowError`] to a page, a redirect or JSON.
 //!
 //! Multi-step state lives in the flow store under an id the gateway mints ([`Pending`]); a
@@ -8,13 +9,16 @@
 
 pub mod account;
 pub mod anonymous;
+pub mod captcha;
 pub mod code;
 pub mod password;
+pub mod provider;
 pub mod ticket;
 
 use crate::cloudbase::client::{CallContext, CloudBaseClient};
 use crate::cloudbase::error::CloudBaseError;
 use crate::cloudbase::types::{Contact, Credentials};
+use crate::flow::state::States;
 use crate::flow::store::{Browser, FlowStore};
 use crate::i18n::Lang;
 use crate::metrics::Metrics;
@@ -44,6 +48,12 @@ pub struct Ctx<'a> {
     pub current: Option<&'a Loaded>,
     /// Whether new accounts may be created (`sign_up`).
     pub sign_up: bool,
+    /// A captcha token to send with this step's calls (retrying after a captcha).
+    pub captcha: Option<Secret>,
+    /// Seals states and pending steps.
+    pub states: &'a States,
+    /// Solved captchas, per browser.
+    pub captcha_tokens: &'a captcha::TokenCache,
 }
 
 impl Ctx<'_> {
@@ -51,6 +61,7 @@ impl Ctx<'_> {
     fn call(&self, device_id: &str) -> CallContext {
         CallContext {
             language: Some(self.lang.cloudbase_tag().to_string()),
+            captcha_token: self.captcha.clone(),
             ..CallContext::new(device_id)
         }
     }
@@ -124,6 +135,16 @@ pub enum Pending {
     Code(CodeFlow),
     /// The user proved who they are (sudo) and may now make `change`.
     Elevated(Elevated),
+    /// The browser went to a provider; its sealed `state` names this record.
+    Provider(provider::ProviderFlow),
+    /// A step waits for a captcha.
+    Captcha(captcha::CaptchaFlow),
+}
+
+/// [`FlowError::BadState`], logging why (the state itself never is).
+pub fn bad_state(reason: &'static str) -> FlowError {
+    tracing::info!(reason, "state refused");
+    FlowError::BadState
 }
 
 /// What a code is for.
@@ -269,22 +290,34 @@ pub enum FlowError {
     },
     /// The flow id is missing, unknown, expired, used or another browser's.
     StartAgain,
+    /// A redirect flow's `state` is missing, altered, expired, used, of another kind or
+    /// another browser's.
+    BadState,
     /// The step needs a signed-in user and there is none (or it just ended).
     SignInNeeded,
     /// CloudBase cannot be reached.
     Unavailable,
     /// The session store failed.
     Store,
+    /// CloudBase asks for a captcha before it goes on (`captcha_required`, or
+    /// `captcha_invalid` when `fresh`: a cached token must not be tried again).
+    Captcha {
+        /// A new captcha is needed (the token sent was refused).
+        fresh: bool,
+        /// The call that asked, e.g. `/auth/v1/signin`.
+        endpoint: &'static str,
+    },
 }
 
 impl FlowError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            FlowError::Input(_) | FlowError::StartAgain => 400,
+            FlowError::Input(_) | FlowError::StartAgain | FlowError::BadState => 400,
             FlowError::Refused { status, .. } => *status,
             FlowError::RateLimited { .. } => 429,
             FlowError::SignInNeeded => 401,
+            FlowError::Captcha { .. } => 403,
             FlowError::Unavailable | FlowError::Store => 503,
         }
     }
@@ -305,7 +338,9 @@ impl FlowError {
             FlowError::Input(m) => m,
             FlowError::Refused { message, .. } | FlowError::RateLimited { message, .. } => message,
             FlowError::StartAgain => "gwerr.flow_expired.desc",
+            FlowError::BadState => "gwerr.state_invalid.desc",
             FlowError::SignInNeeded => "err.session_expired",
+            FlowError::Captcha { .. } => "err.captcha",
             FlowError::Unavailable | FlowError::Store => "err.unavailable",
         }
     }
@@ -314,10 +349,12 @@ impl FlowError {
     pub fn code(&self) -> &'static str {
         match self {
             FlowError::StartAgain => "flow_expired",
+            FlowError::BadState => "state_invalid",
             FlowError::SignInNeeded => "unauthenticated",
             FlowError::RateLimited { .. } => "rate_limited",
             FlowError::Store => "store_unavailable",
             FlowError::Unavailable => "cloudbase_unavailable",
+            FlowError::Captcha { .. } => "captcha_required",
             other => {
                 let m = other.message();
                 m.strip_prefix("err.").unwrap_or(m)
@@ -369,6 +406,16 @@ pub enum Step {
     Anonymous,
     /// `DELETE user/provider/{id}`.
     Unlink,
+    /// `provider/uri`.
+    ProviderUri,
+    /// `provider/token`.
+    ProviderToken,
+    /// `signin/with/provider`.
+    ProviderSignIn,
+    /// `user/provider/bind`.
+    Bind,
+    /// `captcha/init`, `captcha/data`, `captcha/data/verify`.
+    Captcha,
 }
 
 /// What a CloudBase refusal at `step` means for the person, logged once here (error name and
@@ -393,7 +440,10 @@ pub fn refused(e: &CloudBaseError, step: Step) -> FlowError {
         retry_after: None,
     };
     match (e.code().unwrap_or_default(), step) {
-        ("captcha_required" | "captcha_invalid", _) => r(403, "err.captcha"),
+        ("captcha_required" | "captcha_invalid", _) => FlowError::Captcha {
+            fresh: e.is("captcha_invalid"),
+            endpoint: e.endpoint(),
+        },
         ("resource_exhausted" | "invalid_status", _) => {
             let retry_after = e.api().and_then(|a| a.retry_after);
             FlowError::Refused {
@@ -418,6 +468,15 @@ pub fn refused(e: &CloudBaseError, step: Step) -> FlowError {
             r(401, "err.no_user")
         }
         ("not_found", Step::Unlink) => r(404, "err.not_linked"),
+        ("not_found" | "invalid_argument", Step::ProviderUri) => r(400, "err.unknown_provider"),
+        ("not_found" | "user_not_found", Step::ProviderSignIn) => r(403, "err.provider_no_user"),
+        (
+            "invalid_argument" | "failed_precondition" | "provider_error" | "permission_denied",
+            Step::ProviderToken | Step::ProviderSignIn,
+        ) => r(502, "err.provider_failed"),
+        ("failed_precondition" | "already_exists", Step::Bind) => r(409, "err.provider_taken"),
+        ("invalid_argument", Step::Bind) => r(502, "err.provider_failed"),
+        ("invalid_argument", Step::Captcha) => r(400, "err.captcha_wrong"),
         ("not_found", Step::Verify) => r(400, "err.code_wrong"),
         (
             "unimplemented"

@@ -57,7 +57,7 @@ pub async fn sign_in(
             ctx.finish(creds, &device_id, rd, "password").await
         }
         Err(e) => {
-            if e.is_unavailable() {
+            if e.is_unavailable() || e.needs_captcha() {
                 // CloudBase never judged the password: the attempt does not count.
                 ctx.limits.refund(permits);
             }

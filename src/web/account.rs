@@ -5,11 +5,13 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::forms::{self, csrf_form, enc, Form, View};
+use super::captcha;
+use super::forms::{self, csrf_form, enc, Form, Posted, View};
 use super::pages::{self, AccountPage, ChangePage, ProviderRow, SudoPage};
 use super::{Gateway, Worker, PREFIX};
 use crate::error::GatewayError;
 use crate::flow::store::Browser;
+use crate::flows::captcha::Resumable;
 use crate::flows::{account, Change, FlowError};
 use crate::secret::Secret;
 use crate::session::manager::Loaded;
@@ -104,7 +106,9 @@ async fn account_page(
     };
     let q = Form::query(req);
     let notice = match q.get("done") {
-        d @ ("email" | "phone" | "password" | "unlinked") => view.t(&format!("account.done.{d}")),
+        d @ ("email" | "phone" | "password" | "unlinked" | "linked") => {
+            view.t(&format!("account.done.{d}"))
+        }
         _ => "",
     };
     let pr = &overview.profile;
@@ -119,6 +123,7 @@ async fn account_page(
             } else {
                 p.name
             },
+            linkable: !p.bind && gw.config.login.provider(&p.id).is_some(),
             id: p.id,
             user: p.provider_user_name,
             bound: p.bind,
@@ -226,24 +231,85 @@ pub async fn sudo(
         Ok(p) => p,
         Err(resp) => return resp,
     };
-    let Some(change) = change_of(&form) else {
+    if change_of(&form).is_none() {
         return pages::error_response(&GatewayError::BadRequest("Unknown account change."), &inc);
-    };
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, Some(&user));
-    let result = if form.get("method") == "code" {
-        account::sudo_with_code(&ctx, change).await
-    } else {
-        account::sudo_with_password(&ctx, change, Secret::new(form.get("password"))).await
-    };
-    match result {
-        Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => {
-            let message = forms::message(&gw, &req, &e);
-            let page = sudo_page(&gw, &req, &worker, &user, change, &message, StatusCode::OK).await;
-            forms::error_response(&inc, &e, Some(page))
-        }
     }
+    let post = Posted {
+        lang: gw.lang_of(&req),
+        inc,
+        form,
+        browser,
+        current: Some(user),
+        captcha: None,
+    };
+    captcha::run(Resumable::Sudo, &gw, &req, &worker, post, 0).await
+}
+
+/// Runs the account step `step` (a form post, or its replay after a captcha).
+///
+/// Fails with the flow's error, for [`again`] to show.
+pub(super) async fn step(
+    step: Resumable,
+    gw: &Gateway,
+    worker: &Worker,
+    post: &Posted,
+) -> Result<HttpResponse, FlowError> {
+    let ctx = post.ctx(gw, worker);
+    let form = &post.form;
+    let outcome = match step {
+        Resumable::Sudo => {
+            let change = change_of(form).ok_or(FlowError::StartAgain)?;
+            if form.get("method") == "code" {
+                account::sudo_with_code(&ctx, change).await?
+            } else {
+                account::sudo_with_password(&ctx, change, Secret::new(form.get("password"))).await?
+            }
+        }
+        _ => {
+            let id = form.get("flow");
+            let elevated = account::elevated(&ctx, id).await?;
+            if elevated.change == Change::Password {
+                account::set_password(&ctx, id, Secret::new(form.get("new_password"))).await?
+            } else {
+                account::change_contact(&ctx, id, form.get("contact")).await?
+            }
+        }
+    };
+    Ok(forms::outcome_response(gw, outcome))
+}
+
+/// The account form of `step` again, with the message for `e` and what was typed (never a
+/// password).
+pub(super) async fn again(
+    step: Resumable,
+    gw: &Gateway,
+    req: &HttpRequest,
+    worker: &Worker,
+    post: &Posted,
+    e: &FlowError,
+) -> HttpResponse {
+    let Some(user) = &post.current else {
+        return forms::error_response(&post.inc, e, None);
+    };
+    let form = &post.form;
+    let message = forms::message(gw, req, e);
+    let page = match step {
+        Resumable::Sudo => match change_of(form) {
+            Some(change) => {
+                sudo_page(gw, req, worker, user, change, &message, StatusCode::OK).await
+            }
+            None => return forms::error_response(&post.inc, e, None),
+        },
+        Resumable::Change => {
+            let id = form.get("flow");
+            match account::elevated(&post.ctx(gw, worker), id).await {
+                Ok(el) => change_page(gw, req, id, el.change, form.get("contact").trim(), &message),
+                Err(_) => return forms::error_response(&post.inc, e, None),
+            }
+        }
+        _ => account_page(gw, req, worker, user, &message, StatusCode::OK).await,
+    };
+    forms::error_response(&post.inc, e, Some(page))
 }
 
 fn change_page(
@@ -311,33 +377,15 @@ pub async fn change(
         Ok(p) => p,
         Err(resp) => return resp,
     };
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, Some(&user));
-    let id = form.get("flow");
-    let elevated = match account::elevated(&ctx, id).await {
-        Ok(e) => e,
-        Err(e) => return forms::error_response(&inc, &e, None),
+    let post = Posted {
+        lang: gw.lang_of(&req),
+        inc,
+        form,
+        browser,
+        current: Some(user),
+        captcha: None,
     };
-    let result = if elevated.change == Change::Password {
-        account::set_password(&ctx, id, Secret::new(form.get("new_password"))).await
-    } else {
-        account::change_contact(&ctx, id, form.get("contact")).await
-    };
-    match result {
-        Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => {
-            let message = forms::message(&gw, &req, &e);
-            let page = change_page(
-                &gw,
-                &req,
-                id,
-                elevated.change,
-                form.get("contact").trim(),
-                &message,
-            );
-            forms::error_response(&inc, &e, Some(page))
-        }
-    }
+    captcha::run(Resumable::Change, &gw, &req, &worker, post, 0).await
 }
 
 /// `POST /__auth/account/unlink`: unlinks the provider `provider`.

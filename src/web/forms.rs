@@ -47,6 +47,20 @@ impl Form {
         self.0.get(key).map(String::as_str).unwrap_or_default()
     }
 
+    /// A form of these fields.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Form {
+        Form(pairs.into_iter().collect())
+    }
+
+    /// The fields, but the CSRF token (which belongs to one post).
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.as_str() != "csrf")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Whether the field is present.
     pub fn has(&self, key: &str) -> bool {
         self.0.contains_key(key)
@@ -62,6 +76,15 @@ pub fn csrf_cookie(gw: &Gateway, req: &HttpRequest) -> (String, Option<Cookie<'s
             let (value, cookie) = cookies.new_csrf(gw.entropy.as_ref());
             (value, Some(cookie))
         }
+    }
+}
+
+/// The browser as its existing CSRF cookie names it. Without one (or with a malformed one) it
+/// is nobody: no flow record or state was ever bound to the hash of an empty value.
+pub fn existing_browser(gw: &Gateway, req: &HttpRequest) -> Browser {
+    match req.cookie(gw.sessions.cookies().csrf_name()) {
+        Some(c) if !c.value().is_empty() && c.value().len() <= 64 => Browser::from_csrf(c.value()),
+        _ => Browser::from_csrf(""),
     }
 }
 
@@ -200,6 +223,9 @@ pub fn ctx<'a>(
         lang,
         current,
         sign_up: gw.config.login.sign_up,
+        captcha: None,
+        states: &gw.states,
+        captcha_tokens: &gw.captcha_tokens,
     }
 }
 
@@ -251,6 +277,7 @@ pub fn error_response(inc: &Incoming, err: &FlowError, page: Option<HttpResponse
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut resp = match err {
         FlowError::StartAgain => return pages::error_response(&GatewayError::FlowExpired, inc),
+        FlowError::BadState => return pages::error_response(&GatewayError::StateInvalid, inc),
         FlowError::Unavailable => {
             return pages::error_response(&GatewayError::CloudBaseUnavailable, inc)
         }
@@ -323,6 +350,8 @@ pub struct Posted {
     pub lang: Lang,
     /// The browser's session, fresh, if any.
     pub current: Option<Loaded>,
+    /// A captcha token for the step's calls (a replay after a captcha).
+    pub captcha: Option<crate::secret::Secret>,
 }
 
 impl Posted {
@@ -346,19 +375,39 @@ impl Posted {
             inc,
             form,
             browser,
+            captcha: None,
         })
+    }
+
+    /// A step coming back from a captcha or a provider (a GET carrying no form of its own): the
+    /// browser's CSRF cookie, which the step's state or flow id is bound to, and `form`.
+    pub async fn returning(gw: &Gateway, req: &HttpRequest, worker: &Worker, form: Form) -> Posted {
+        let mut inc = incoming(gw, req);
+        inc.navigation = true;
+        // The query carries codes, tokens and states: no page links back to it.
+        inc.here = String::new();
+        Posted {
+            current: current_session(gw, req, worker).await,
+            lang: gw.lang_of(req),
+            browser: existing_browser(gw, req),
+            inc,
+            form,
+            captcha: None,
+        }
     }
 
     /// The flow context for this post.
     pub fn ctx<'a>(&'a self, gw: &'a Gateway, worker: &'a Worker) -> Ctx<'a> {
-        ctx(
+        let mut c = ctx(
             gw,
             worker,
             &self.inc,
             self.browser,
             self.lang,
             self.current.as_ref(),
-        )
+        );
+        c.captcha = self.captcha.clone();
+        c
     }
 }
 

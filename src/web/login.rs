@@ -5,11 +5,13 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::captcha;
 use super::forms::{self, enc, return_url, Form, Posted, View};
 use super::pages::{self, CodePage, ContactFormPage, LoginPage, SignedOutPage, Tab};
 use super::{Gateway, Worker, PREFIX};
 use crate::config::SignInMethod;
 use crate::error::GatewayError;
+use crate::flows::captcha::Resumable;
 use crate::flows::{self, anonymous, code, password, FlowError, Purpose};
 use crate::secret::Secret;
 
@@ -88,7 +90,20 @@ async fn login_page(
     let sign_up_url = format!("{PREFIX}/sign_up?rd={}", enc(rd));
     let forgot_url = format!("{PREFIX}/forgot?rd={}", enc(rd));
     let has_code = login.has(SignInMethod::EmailCode) || login.has(SignInMethod::SmsCode);
+    let providers = login
+        .providers
+        .iter()
+        .map(|pr| pages::ProviderLink {
+            label: match (&pr.label, pr.id.as_str()) {
+                (Some(l), _) => l.clone(),
+                (None, id @ ("wx_open" | "wx_mp")) => view.t(&format!("provider.{id}")).to_string(),
+                (None, id) => id.to_string(),
+            },
+            url: format!("{PREFIX}/start?provider={}&rd={}", enc(&pr.id), enc(rd)),
+        })
+        .collect();
     let page = LoginPage {
+        providers,
         p: view.take(),
         rd,
         tabs,
@@ -136,25 +151,157 @@ pub async fn sign_in_password(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let post = match Posted::read(&gw, &req, &worker, &body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
+    captcha::post(Resumable::Password, &gw, &req, &worker, &body).await
+}
+
+/// `POST /__auth/sign_in/email`: sends a sign-in code by e-mail.
+pub async fn sign_in_email(
+    req: HttpRequest,
+    body: web::Bytes,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    captcha::post(Resumable::EmailCode, &gw, &req, &worker, &body).await
+}
+
+/// `POST /__auth/sign_in/sms`: sends a sign-in code by SMS.
+pub async fn sign_in_sms(
+    req: HttpRequest,
+    body: web::Bytes,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    captcha::post(Resumable::SmsCode, &gw, &req, &worker, &body).await
+}
+
+/// `POST /__auth/sign_in/anonymous`: signs the browser in as a guest.
+pub async fn sign_in_anonymous(
+    req: HttpRequest,
+    body: web::Bytes,
+    gw: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    captcha::post(Resumable::Anonymous, &gw, &req, &worker, &body).await
+}
+
+fn method_disabled() -> FlowError {
+    FlowError::Refused {
+        status: 403,
+        message: "err.method_disabled",
+        retry_after: None,
+    }
+}
+
+/// Runs the login-page step `step` (a form post, or its replay after a captcha).
+///
+/// Fails with the flow's error, for [`again`] to show.
+pub(super) async fn step(
+    step: Resumable,
+    gw: &Gateway,
+    worker: &Worker,
+    post: &Posted,
+) -> Result<HttpResponse, FlowError> {
+    let form = &post.form;
+    let rd = return_url(gw, form);
+    let ctx = post.ctx(gw, worker);
+    let login = &gw.config.login;
+    let enabled = |m| {
+        if login.has(m) {
+            Ok(())
+        } else {
+            Err(method_disabled())
+        }
     };
-    let rd = return_url(&gw, &post.form);
-    if !gw.config.login.has(SignInMethod::Password) {
-        return disabled(&gw, &req, &rd, "password").await;
-    }
-    let result = password::sign_in(
-        &post.ctx(&gw, &worker),
-        post.form.get("username"),
-        Secret::new(post.form.get("password")),
-        rd.clone(),
-    )
-    .await;
-    match result {
-        Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => again_login(&gw, &req, &post.inc, &e, &rd, "password", &post.form).await,
-    }
+    let outcome = match step {
+        Resumable::Password => {
+            enabled(SignInMethod::Password)?;
+            password::sign_in(
+                &ctx,
+                form.get("username"),
+                Secret::new(form.get("password")),
+                rd,
+            )
+            .await?
+        }
+        Resumable::Anonymous => {
+            enabled(SignInMethod::Anonymous)?;
+            anonymous::sign_in(&ctx, rd).await?
+        }
+        Resumable::EmailCode => {
+            enabled(SignInMethod::EmailCode)?;
+            let contact = flows::parse_email(form.get("email"))?;
+            code::send(&ctx, Purpose::SignIn, contact, rd).await?
+        }
+        Resumable::SmsCode => {
+            enabled(SignInMethod::SmsCode)?;
+            let contact = flows::parse_phone(form.get("phone"))?;
+            code::send(&ctx, Purpose::SignIn, contact, rd).await?
+        }
+        Resumable::SignUp | Resumable::Forgot => {
+            let purpose = if step == Resumable::SignUp {
+                Purpose::SignUp
+            } else {
+                Purpose::Reset
+            };
+            let contact = enabled_contact(gw)(form.get("contact"))?;
+            code::send(&ctx, purpose, contact, rd).await?
+        }
+        Resumable::CodeSubmit => {
+            let password = form.get("password");
+            let input = code::CodeInput {
+                code: form.get("code").to_string(),
+                username: form.get("username").to_string(),
+                name: form.get("name").to_string(),
+                password: (!password.is_empty()).then(|| Secret::new(password)),
+            };
+            code::submit(&ctx, form.get("flow"), input).await?
+        }
+        Resumable::CodeResend => {
+            let id = form.get("flow");
+            code::resend(&ctx, id).await?;
+            return Ok(pages::redirect(&format!("{PREFIX}/code?flow={id}&resent=1")).finish());
+        }
+        Resumable::Sudo | Resumable::Change | Resumable::Provider => {
+            return Err(FlowError::StartAgain)
+        }
+    };
+    Ok(forms::outcome_response(gw, outcome))
+}
+
+/// The form of the login-page step `step` again, with the message for `e` and what was typed
+/// (never a password).
+pub(super) async fn again(
+    step: Resumable,
+    gw: &Gateway,
+    req: &HttpRequest,
+    worker: &Worker,
+    post: &Posted,
+    e: &FlowError,
+) -> HttpResponse {
+    let form = &post.form;
+    let rd = return_url(gw, form);
+    let (which, field) = match step {
+        Resumable::Password => {
+            return again_login(gw, req, &post.inc, e, &rd, "password", form).await
+        }
+        Resumable::EmailCode => {
+            return again_login(gw, req, &post.inc, e, &rd, "email", form).await
+        }
+        Resumable::SmsCode => return again_login(gw, req, &post.inc, e, &rd, "sms", form).await,
+        Resumable::Anonymous | Resumable::Provider => {
+            return again_login(gw, req, &post.inc, e, &rd, "", form).await
+        }
+        Resumable::CodeSubmit | Resumable::CodeResend => {
+            return code_again(gw, req, post, &post.ctx(gw, worker), e).await
+        }
+        Resumable::SignUp => (AgainPage::SignUp, "contact"),
+        Resumable::Forgot => (AgainPage::Forgot, "contact"),
+        // Not this page's steps (see `web::captcha`).
+        Resumable::Sudo | Resumable::Change => return forms::error_response(&post.inc, e, None),
+    };
+    let message = forms::message(gw, req, e);
+    let page = contact_page(gw, req, which, &rd, form.get(field).trim(), &message).await;
+    forms::error_response(&post.inc, e, Some(page))
 }
 
 /// Shows the login form again after `e`.
@@ -187,143 +334,11 @@ async fn again_login(
     forms::error_response(inc, e, Some(page))
 }
 
-async fn disabled(gw: &Gateway, req: &HttpRequest, rd: &str, method: &str) -> HttpResponse {
-    let inc = forms::incoming(gw, req);
-    let e = FlowError::Refused {
-        status: 403,
-        message: "err.method_disabled",
-        retry_after: None,
-    };
-    again_login(gw, req, &inc, &e, rd, method, &Form::default()).await
-}
-
-/// Runs a code-sending flow for a form post and maps the result; `again` renders the form
-/// with a message.
-async fn send_code_post(
-    gw: &Gateway,
-    req: &HttpRequest,
-    worker: &Worker,
-    body: &[u8],
-    post: CodePost,
-) -> HttpResponse {
-    let CodePost {
-        purpose,
-        field,
-        parse,
-        again,
-    } = post;
-    let post = match Posted::read(gw, req, worker, body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    let form = &post.form;
-    let rd = return_url(gw, form);
-    let result = match parse(form.get(field)) {
-        Ok(contact) => code::send(&post.ctx(gw, worker), purpose, contact, rd.clone()).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(o) => forms::outcome_response(gw, o),
-        Err(e) => match again {
-            AgainPage::Login(method) => {
-                again_login(gw, req, &post.inc, &e, &rd, method, form).await
-            }
-            AgainPage::SignUp | AgainPage::Forgot => {
-                let message = forms::message(gw, req, &e);
-                let page =
-                    contact_page(gw, req, again, &rd, form.get(field).trim(), &message).await;
-                forms::error_response(&post.inc, &e, Some(page))
-            }
-        },
-    }
-}
-
-/// A code-sending form: what the code is for, the form field with the contact, how to read
-/// it, and the form to show again on a refusal.
-struct CodePost {
-    purpose: Purpose,
-    field: &'static str,
-    parse: fn(&str) -> Result<crate::cloudbase::types::Contact, FlowError>,
-    again: AgainPage,
-}
-
 /// Which form a code-sending post came from.
 #[derive(Clone, Copy)]
 enum AgainPage {
-    Login(&'static str),
     SignUp,
     Forgot,
-}
-
-/// `POST /__auth/sign_in/email`: sends a sign-in code by e-mail.
-pub async fn sign_in_email(
-    req: HttpRequest,
-    body: web::Bytes,
-    gw: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-) -> HttpResponse {
-    if !gw.config.login.has(SignInMethod::EmailCode) {
-        return disabled(&gw, &req, "/", "email").await;
-    }
-    send_code_post(
-        &gw,
-        &req,
-        &worker,
-        &body,
-        CodePost {
-            purpose: Purpose::SignIn,
-            field: "email",
-            parse: flows::parse_email,
-            again: AgainPage::Login("email"),
-        },
-    )
-    .await
-}
-
-/// `POST /__auth/sign_in/sms`: sends a sign-in code by SMS.
-pub async fn sign_in_sms(
-    req: HttpRequest,
-    body: web::Bytes,
-    gw: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-) -> HttpResponse {
-    if !gw.config.login.has(SignInMethod::SmsCode) {
-        return disabled(&gw, &req, "/", "sms").await;
-    }
-    send_code_post(
-        &gw,
-        &req,
-        &worker,
-        &body,
-        CodePost {
-            purpose: Purpose::SignIn,
-            field: "phone",
-            parse: flows::parse_phone,
-            again: AgainPage::Login("sms"),
-        },
-    )
-    .await
-}
-
-/// `POST /__auth/sign_in/anonymous`: signs the browser in as a guest.
-pub async fn sign_in_anonymous(
-    req: HttpRequest,
-    body: web::Bytes,
-    gw: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-) -> HttpResponse {
-    let post = match Posted::read(&gw, &req, &worker, &body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    let rd = return_url(&gw, &post.form);
-    if !gw.config.login.has(SignInMethod::Anonymous) {
-        return disabled(&gw, &req, &rd, "").await;
-    }
-    match anonymous::sign_in(&post.ctx(&gw, &worker), rd.clone()).await {
-        Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => again_login(&gw, &req, &post.inc, &e, &rd, "", &post.form).await,
-    }
 }
 
 fn sign_up_enabled(gw: &Gateway) -> bool {
@@ -414,20 +429,7 @@ pub async fn sign_up(
     if !sign_up_enabled(&gw) {
         return not_found(&gw, &req);
     }
-    let parse = enabled_contact(&gw);
-    send_code_post(
-        &gw,
-        &req,
-        &worker,
-        &body,
-        CodePost {
-            purpose: Purpose::SignUp,
-            field: "contact",
-            parse,
-            again: AgainPage::SignUp,
-        },
-    )
-    .await
+    captcha::post(Resumable::SignUp, &gw, &req, &worker, &body).await
 }
 
 /// `GET /__auth/forgot`: the e-mail or phone of the account whose password is forgotten.
@@ -449,20 +451,7 @@ pub async fn forgot(
     if !forgot_enabled(&gw) {
         return not_found(&gw, &req);
     }
-    let parse = enabled_contact(&gw);
-    send_code_post(
-        &gw,
-        &req,
-        &worker,
-        &body,
-        CodePost {
-            purpose: Purpose::Reset,
-            field: "contact",
-            parse,
-            again: AgainPage::Forgot,
-        },
-    )
-    .await
+    captcha::post(Resumable::Forgot, &gw, &req, &worker, &body).await
 }
 
 /// What the code page of a flow shows.
@@ -573,23 +562,7 @@ pub async fn code_submit(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let post = match Posted::read(&gw, &req, &worker, &body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    let ctx = post.ctx(&gw, &worker);
-    let form = &post.form;
-    let password = form.get("password");
-    let input = code::CodeInput {
-        code: form.get("code").to_string(),
-        username: form.get("username").to_string(),
-        name: form.get("name").to_string(),
-        password: (!password.is_empty()).then(|| Secret::new(password)),
-    };
-    match code::submit(&ctx, form.get("flow"), input).await {
-        Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => code_again(&gw, &req, &post, &ctx, &e).await,
-    }
+    captcha::post(Resumable::CodeSubmit, &gw, &req, &worker, &body).await
 }
 
 /// `POST /__auth/code/resend`: sends a new code for the flow.
@@ -599,16 +572,7 @@ pub async fn code_resend(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let post = match Posted::read(&gw, &req, &worker, &body).await {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    let ctx = post.ctx(&gw, &worker);
-    let id = post.form.get("flow");
-    match code::resend(&ctx, id).await {
-        Ok(_) => pages::redirect(&format!("{PREFIX}/code?flow={id}&resent=1")).finish(),
-        Err(e) => code_again(&gw, &req, &post, &ctx, &e).await,
-    }
+    captcha::post(Resumable::CodeResend, &gw, &req, &worker, &body).await
 }
 
 /// The code page again after `e`, with the flow as it is now (it may have kept a verified

@@ -4,10 +4,12 @@
 
 pub mod account;
 pub mod auth;
+pub mod captcha;
 pub mod forms;
 pub mod forward_auth;
 pub mod login;
 pub mod pages;
+pub mod provider;
 pub mod routes;
 
 use std::net::IpAddr;
@@ -55,6 +57,10 @@ pub struct Gateway {
     pub flows: FlowStore<Pending>,
     /// Sign-in rate limits.
     pub limits: RateLimits,
+    /// Sealed states of the redirect flows.
+    pub states: crate::flow::state::States,
+    /// Solved captcha tokens per browser.
+    pub captcha_tokens: crate::flows::captcha::TokenCache,
 }
 
 /// What one worker thread owns.

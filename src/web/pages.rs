@@ -214,6 +214,8 @@ pub struct LoginPage<'a> {
     pub forgot: bool,
     /// Forgot-password page URL.
     pub forgot_url: &'a str,
+    /// The provider buttons.
+    pub providers: Vec<ProviderLink>,
 }
 
 /// The code-entry page.
@@ -312,6 +314,30 @@ pub struct ProviderRow {
     pub user: String,
     /// Whether it is linked.
     pub bound: bool,
+    /// Whether the gateway offers linking it (a configured provider not linked yet).
+    pub linkable: bool,
+}
+
+/// A provider button of the login page.
+pub struct ProviderLink {
+    /// The label.
+    pub label: String,
+    /// `/__auth/start?provider=…&rd=…`.
+    pub url: String,
+}
+
+/// The image-captcha page.
+#[derive(Template)]
+#[template(path = "gateway/captcha.html")]
+pub struct CaptchaPage<'a> {
+    /// Layout.
+    pub p: Layout,
+    /// The flow id.
+    pub flow: &'a str,
+    /// The picture, a `data:image/…` URL.
+    pub image: &'a str,
+    /// A message, empty when none.
+    pub error: &'a str,
 }
 
 /// The account page.
@@ -423,6 +449,7 @@ pub fn error_response(err: &GatewayError, inc: &Incoming) -> HttpResponse {
         | GatewayError::Csrf
         | GatewayError::CloudBase(_)
         | GatewayError::FlowExpired
+        | GatewayError::StateInvalid
         | GatewayError::WrongEnvironment => (format!("{PREFIX}/"), "gwerr.back.sign_in"),
         _ => ("/".to_string(), "gwerr.back.start"),
     };

@@ -5,7 +5,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage, HttpResponse};
 use tracing::Instrument;
 
-use super::{account, auth, forward_auth, login, Gateway, RequestId, PREFIX};
+use super::{account, auth, captcha, forward_auth, login, provider, Gateway, RequestId, PREFIX};
 
 /// The route label recorded for metrics (set by handlers that know better than the path).
 #[derive(Debug, Clone)]
@@ -39,6 +39,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/static/gateway.css",
             web::get().to(login::static_file),
         )
+        .route("/start", web::get().to(provider::start))
+        .route("/start", web::post().to(provider::start_bind))
+        .route("/callback", web::get().to(provider::callback))
+        .route("/captcha", web::get().to(captcha::image))
+        .route("/captcha", web::post().to(captcha::answer))
+        .route("/captcha/callback", web::get().to(captcha::callback))
         .route("/ticket", web::post().to(auth::ticket_sign_in))
         .route("/account", web::get().to(account::account))
         .route("/account/confirm", web::get().to(account::confirm))
