@@ -430,6 +430,8 @@ fn run_demo(args: DemoArgs) -> ExitCode {
                 "sign_in_methods",
                 "password,email_code,sms_code,anonymous,ticket".to_string(),
             ),
+            // The emulator's consent page stands in for the providers.
+            ("providers", "github=GitHub,wx_open".to_string()),
         ];
         if let Some(m) = &args.metrics_listen {
             flags.push(("metrics_listen", m.clone()));
