@@ -284,7 +284,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("err.already_registered", "This e-mail or phone is already registered. Sign in instead.", "该邮箱或手机号已注册，请直接登录。"),
     ("err.contact_taken", "This e-mail or phone belongs to another account.", "该邮箱或手机号已绑定其他账号。"),
     ("err.username_taken", "This user name is taken. Choose another.", "该用户名已被占用，请换一个。"),
-    ("err.captcha", "The sign-in service asks for a security check (captcha) first. Try again from a browser.", "登录服务要求先完成安全验证（验证码），请在浏览器中重试。"),
+    ("err.captcha", "The sign-in service asks for a security check (captcha) first. Try again in a moment.", "登录服务要求先完成安全验证（验证码），请稍后重试。"),
     ("err.captcha_failed", "The security check could not be completed. Wait a moment and try again.", "安全验证未能完成，请稍后重试。"),
     ("err.captcha_cancelled", "The security check was cancelled, so nothing was sent. Try again when you are ready.", "安全验证已取消，未执行任何操作。准备好后请重试。"),
     ("err.captcha_wrong", "Those characters do not match the picture. Try this new one.", "输入的字符与图片不符，请看新图片重试。"),

@@ -249,7 +249,7 @@ async fn a_state_altered_at_any_byte_replayed_expired_or_foreign_is_refused() {
     for bad in [
         &state[..state.len() - 1],
         "",
-        &"A".repeat(10_000),
+        &"A".repeat(20_000),
         "!!!not*base64!!!",
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ] {

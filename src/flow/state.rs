@@ -22,7 +22,7 @@ use crate::keyring::Keys;
 pub const STATE_TTL_SECS: u64 = 600;
 
 /// The longest `state` accepted at a callback (a long return URL makes a long state).
-pub const MAX_STATE_LEN: usize = 8192;
+pub const MAX_STATE_LEN: usize = 12 * 1024;
 
 /// How far in the future a state's time may be (clock skew between replicas).
 const MAX_SKEW_SECS: u64 = 60;

@@ -81,6 +81,8 @@ pub struct CaptchaFlow {
     pub image: Option<Image>,
     /// Wrong readings of pictures so far.
     pub wrong: u8,
+    /// Who was signed in when the step was interrupted (it runs again only for them).
+    pub sub: Option<String>,
     sealed: Arc<Vec<u8>>,
 }
 
@@ -109,12 +111,24 @@ pub enum Challenge {
 }
 
 /// A step to run again, out of the flow store.
-#[derive(Debug)]
 pub struct Resume {
     /// The step.
     pub flow: CaptchaFlow,
     /// The form as it was posted (passwords included: run it, never show it).
     pub fields: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The fields hold passwords, codes and provider tokens: names only.
+        f.debug_struct("Resume")
+            .field("flow", &self.flow)
+            .field(
+                "fields",
+                &self.fields.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// What a picture's reading gave.
@@ -154,6 +168,10 @@ fn seal_fields(ctx: &Ctx<'_>, fields: &[(String, String)]) -> Arc<Vec<u8>> {
 }
 
 fn open_fields(ctx: &Ctx<'_>, flow: &CaptchaFlow) -> Result<Vec<(String, String)>, FlowError> {
+    // Signed in (or out) as someone else since: the step is not theirs to run.
+    if flow.sub.as_deref() != ctx.current.map(|l| l.record.sub.as_str()) {
+        return Err(FlowError::StartAgain);
+    }
     ctx.states
         .sealer()
         .open(STEP_AAD, &flow.sealed)
@@ -181,6 +199,7 @@ pub async fn begin(ctx: &Ctx<'_>, b: Begin<'_>) -> Result<Challenge, FlowError> 
         endpoint: b.endpoint,
         image: None,
         wrong: 0,
+        sub: ctx.current.map(|l| l.record.sub.clone()),
         sealed: seal_fields(ctx, b.fields),
     };
     let call = ctx.call(&ctx.device_id());
@@ -296,7 +315,7 @@ pub async fn solve(ctx: &Ctx<'_>, id: &str, answer: &str) -> Result<Solved, Flow
         ctx.cloudbase
             .captcha_verify(&call, &image.token, answer)
             .await
-            .map_err(|e| refused(&e, Step::Captcha))
+            .map_err(|e| refused(&e, Step::CaptchaVerify))
     };
     match verdict {
         Ok(t) => {
@@ -307,7 +326,8 @@ pub async fn solve(ctx: &Ctx<'_>, id: &str, answer: &str) -> Result<Solved, Flow
                 t.expires_in,
             ))
         }
-        Err(FlowError::Refused { status: 400, .. }) => {
+        // A wrong reading (CloudBase may also call it an invalid captcha).
+        Err(FlowError::Refused { status: 400, .. } | FlowError::Captcha { .. }) => {
             flow.wrong += 1;
             if flow.wrong >= MAX_WRONG {
                 let fields = open_fields(ctx, &flow)?;

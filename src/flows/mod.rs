@@ -414,8 +414,10 @@ pub enum Step {
     ProviderSignIn,
     /// `user/provider/bind`.
     Bind,
-    /// `captcha/init`, `captcha/data`, `captcha/data/verify`.
+    /// `captcha/init`, `captcha/data`.
     Captcha,
+    /// `captcha/data/verify`.
+    CaptchaVerify,
 }
 
 /// What a CloudBase refusal at `step` means for the person, logged once here (error name and
@@ -476,7 +478,8 @@ pub fn refused(e: &CloudBaseError, step: Step) -> FlowError {
         ) => r(502, "err.provider_failed"),
         ("failed_precondition" | "already_exists", Step::Bind) => r(409, "err.provider_taken"),
         ("invalid_argument", Step::Bind) => r(502, "err.provider_failed"),
-        ("invalid_argument", Step::Captcha) => r(400, "err.captcha_wrong"),
+        ("invalid_argument", Step::CaptchaVerify) => r(400, "err.captcha_wrong"),
+        (_, Step::Captcha) => r(502, "err.captcha_failed"),
         ("not_found", Step::Verify) => r(400, "err.code_wrong"),
         (
             "unimplemented"

@@ -188,11 +188,16 @@ pub async fn finish(
     provider_id: &str,
     provider_token: Secret,
     bind_sub: Option<&str>,
+    device_id: &str,
     rd: String,
 ) -> Result<Outcome, FlowError> {
     match bind_sub {
         None => {
-            let device_id = ctx.device_id();
+            // The device id the redirect started with, so every call of the flow carries one.
+            let device_id = ctx
+                .current
+                .map(|l| l.record.device_id.clone())
+                .unwrap_or_else(|| device_id.to_string());
             let request = SignInWithProviderRequest {
                 provider_token,
                 force_disable_sign_up: !ctx.sign_up,

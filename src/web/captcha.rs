@@ -73,11 +73,16 @@ pub async fn run(
     mut round: u8,
 ) -> HttpResponse {
     let mut cached_tried = false;
+    // A form post navigates (Fetch metadata, or an HTML Accept from older browsers); the
+    // callbacks are navigations by the provider or captcha page.
+    let navigating =
+        req.method() == actix_web::http::Method::GET || super::is_navigation(req.headers());
     loop {
         let (fresh, endpoint) = match run_step(step, gw, worker, &post).await {
             Ok(resp) => return resp,
-            // API callers cannot be sent to a captcha: they get the error.
-            Err(FlowError::Captcha { fresh, endpoint }) if post.inc.navigation => (fresh, endpoint),
+            // Only a browser navigating can be sent to a captcha (and only a navigation mints a
+            // state); fetch() and API callers get the error.
+            Err(FlowError::Captcha { fresh, endpoint }) if navigating => (fresh, endpoint),
             Err(e) => return again(step, gw, req, worker, &post, &e).await,
         };
         // As the SDK does: for `captcha_required`, a solved token still valid is tried first.
@@ -105,6 +110,8 @@ pub async fn run(
         );
         let fields = post.form.pairs();
         let rd = return_url(gw, &post.form);
+        // The refused token goes nowhere else.
+        post.captcha = None;
         let challenge = {
             let ctx = post.ctx(gw, worker);
             flow::begin(

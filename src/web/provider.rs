@@ -81,9 +81,12 @@ pub async fn start(
         captcha: None,
     };
     let mut resp = begin(&gw, &req, &worker, post, false).await;
-    // The callback is bound to this cookie: a first visit gets it with the redirect.
+    // The callback is bound to this cookie: a first visit gets it with the redirect. (A page
+    // shown instead sets its own.)
     if let Some(c) = new_cookie {
-        let _ = resp.add_cookie(&c);
+        if resp.status() == actix_web::http::StatusCode::FOUND {
+            let _ = resp.add_cookie(&c);
+        }
     }
     resp
 }
@@ -99,6 +102,13 @@ pub async fn start_bind(
         Ok(p) => p,
         Err(resp) => return resp,
     };
+    if !super::is_navigation(req.headers()) {
+        // No state for fetch() or scripts.
+        return pages::error_response(
+            &GatewayError::BadRequest("Use the button on the account page."),
+            &post.inc,
+        );
+    }
     let bind = post.form.get("bind") == "1";
     begin(&gw, &req, &worker, post, bind).await
 }
@@ -126,6 +136,7 @@ pub async fn callback(
     let mut fields = vec![
         ("provider".to_string(), flow.provider_id.clone()),
         ("rd".to_string(), flow.rd.clone()),
+        ("device_id".to_string(), flow.device_id.clone()),
     ];
     if let Some(sub) = &flow.bind_sub {
         fields.push(("bind_sub".to_string(), sub.clone()));
@@ -173,6 +184,7 @@ pub(super) async fn step(
         form.get("provider"),
         Secret::new(form.get("provider_token")),
         bind_sub,
+        form.get("device_id"),
         return_url(gw, form),
     )
     .await?;
