@@ -51,11 +51,18 @@ async fn account_post(
     req: &HttpRequest,
     worker: &Worker,
     body: &[u8],
-) -> Result<(super::Incoming, Form, Browser, Loaded), HttpResponse> {
+) -> Result<Posted, HttpResponse> {
     let inc = forms::incoming(gw, req);
     let (form, browser) = csrf_form(gw, req, body).map_err(|e| pages::error_response(&e, &inc))?;
     let user = signed_in(gw, req, worker, &format!("{PREFIX}/account")).await?;
-    Ok((inc, form, browser, user))
+    Ok(Posted {
+        lang: gw.lang_of(req),
+        inc,
+        form,
+        browser,
+        current: Some(user),
+        captcha: None,
+    })
 }
 
 /// `GET /__auth/account`: the profile, linked providers and the ways to change them.
@@ -227,21 +234,16 @@ pub async fn sudo(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let (inc, form, browser, user) = match account_post(&gw, &req, &worker, &body).await {
+    let post = match account_post(&gw, &req, &worker, &body).await {
         Ok(p) => p,
         Err(resp) => return resp,
     };
-    if change_of(&form).is_none() {
-        return pages::error_response(&GatewayError::BadRequest("Unknown account change."), &inc);
+    if change_of(&post.form).is_none() {
+        return pages::error_response(
+            &GatewayError::BadRequest("Unknown account change."),
+            &post.inc,
+        );
     }
-    let post = Posted {
-        lang: gw.lang_of(&req),
-        inc,
-        form,
-        browser,
-        current: Some(user),
-        captcha: None,
-    };
     captcha::run(Resumable::Sudo, &gw, &req, &worker, post, 0).await
 }
 
@@ -347,22 +349,11 @@ pub async fn change_form(
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let mut inc = forms::incoming(&gw, &req);
-    inc.navigation = true;
-    let q = Form::query(&req);
-    let (csrf, _) = forms::csrf_cookie(&gw, &req);
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(
-        &gw,
-        &worker,
-        &inc,
-        Browser::from_csrf(&csrf),
-        lang,
-        Some(&user),
-    );
-    match account::elevated(&ctx, q.get("flow")).await {
+    let page = Posted::page(&gw, &req, Some(user));
+    let q = &page.form;
+    match account::elevated(&page.ctx(&gw, &worker), q.get("flow")).await {
         Ok(e) => change_page(&gw, &req, q.get("flow"), e.change, "", ""),
-        Err(_) => pages::error_response(&GatewayError::FlowExpired, &inc),
+        Err(_) => pages::error_response(&GatewayError::FlowExpired, &page.inc),
     }
 }
 
@@ -373,17 +364,9 @@ pub async fn change(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let (inc, form, browser, user) = match account_post(&gw, &req, &worker, &body).await {
+    let post = match account_post(&gw, &req, &worker, &body).await {
         Ok(p) => p,
         Err(resp) => return resp,
-    };
-    let post = Posted {
-        lang: gw.lang_of(&req),
-        inc,
-        form,
-        browser,
-        current: Some(user),
-        captcha: None,
     };
     captcha::run(Resumable::Change, &gw, &req, &worker, post, 0).await
 }
@@ -395,18 +378,13 @@ pub async fn unlink(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let (inc, form, browser, user) = match account_post(&gw, &req, &worker, &body).await {
+    let post = match account_post(&gw, &req, &worker, &body).await {
         Ok(p) => p,
         Err(resp) => return resp,
     };
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, Some(&user));
-    match account::unlink(&ctx, form.get("provider")).await {
+    match account::unlink(&post.ctx(&gw, &worker), post.form.get("provider")).await {
         Ok(o) => forms::outcome_response(&gw, o),
-        Err(e) => {
-            let message = forms::message(&gw, &req, &e);
-            let page = account_page(&gw, &req, &worker, &user, &message, StatusCode::OK).await;
-            forms::error_response(&inc, &e, Some(page))
-        }
+        // The account page with the message, as after a refused link.
+        Err(e) => again(Resumable::Provider, &gw, &req, &worker, &post, &e).await,
     }
 }

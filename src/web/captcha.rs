@@ -219,25 +219,14 @@ pub async fn image(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let q = Form::query(&req);
-    let (csrf, _) = forms::csrf_cookie(&gw, &req);
-    let mut inc = forms::incoming(&gw, &req);
-    inc.navigation = true;
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(
-        &gw,
-        &worker,
-        &inc,
-        crate::flow::store::Browser::from_csrf(&csrf),
-        lang,
-        None,
-    );
-    match flow::pending_image(&ctx, q.get("flow")).await {
+    let page = Posted::page(&gw, &req, None);
+    let q = &page.form;
+    match flow::pending_image(&page.ctx(&gw, &worker), q.get("flow")).await {
         Ok(f) => {
             let data = f.image.map(|i| i.data).unwrap_or_default();
             image_page(&gw, &req, q.get("flow"), &data, "")
         }
-        Err(_) => pages::error_response(&GatewayError::FlowExpired, &inc),
+        Err(_) => pages::error_response(&GatewayError::FlowExpired, &page.inc),
     }
 }
 

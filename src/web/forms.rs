@@ -379,6 +379,23 @@ impl Posted {
         })
     }
 
+    /// A page that shows a flow of this browser (a GET): a navigation, bound to the browser's
+    /// CSRF cookie (a new one, matching no flow, when it has none), with `current` as its
+    /// session.
+    pub fn page(gw: &Gateway, req: &HttpRequest, current: Option<Loaded>) -> Posted {
+        let mut inc = incoming(gw, req);
+        inc.navigation = true;
+        let (csrf, _) = csrf_cookie(gw, req);
+        Posted {
+            browser: Browser::from_csrf(&csrf),
+            lang: gw.lang_of(req),
+            form: Form::query(req),
+            inc,
+            current,
+            captcha: None,
+        }
+    }
+
     /// A step coming back from a captcha or a provider (a GET carrying no form of its own): the
     /// browser's CSRF cookie, which the step's state or flow id is bound to, and `form`.
     pub async fn returning(gw: &Gateway, req: &HttpRequest, worker: &Worker, form: Form) -> Posted {

@@ -531,14 +531,9 @@ pub async fn code_entry(
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    let mut inc = forms::incoming(&gw, &req);
-    inc.navigation = true;
-    let q = Form::query(&req);
-    let (csrf, _) = forms::csrf_cookie(&gw, &req);
-    let browser = crate::flow::store::Browser::from_csrf(&csrf);
-    let lang = gw.lang_of(&req);
-    let ctx = forms::ctx(&gw, &worker, &inc, browser, lang, None);
-    match code::load(&ctx, q.get("flow")).await {
+    let page = Posted::page(&gw, &req, None);
+    let q = &page.form;
+    match code::load(&page.ctx(&gw, &worker), q.get("flow")).await {
         Ok(flow) => code_page(
             &gw,
             &req,
@@ -551,7 +546,7 @@ pub async fn code_entry(
                 error: "",
             },
         ),
-        Err(_) => pages::error_response(&GatewayError::FlowExpired, &inc),
+        Err(_) => pages::error_response(&GatewayError::FlowExpired, &page.inc),
     }
 }
 
