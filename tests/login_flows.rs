@@ -666,6 +666,34 @@ async fn tickets_sign_in_by_form_and_json_and_bad_ones_are_refused() {
         .await;
     assert_eq!(page.status, 302, "{}", page.body);
     assert_eq!(page.location, "/x");
+    // `Origin: null` (a page under `Referrer-Policy: no-referrer`) passes only when the
+    // browser itself says the post came from our origin.
+    let null_origin = |same: bool| {
+        let mut r = c
+            .http
+            .post(c.url("/__auth/ticket"))
+            .insert_header(("origin", "null"));
+        if same {
+            r = r.insert_header(("sec-fetch-site", "same-origin"));
+        } else {
+            r = r.insert_header(("sec-fetch-site", "same-site"));
+        }
+        r
+    };
+    let page = c
+        .send(
+            null_origin(false),
+            Some(vec![("ticket".into(), good.clone())]),
+        )
+        .await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    let page = c
+        .send(
+            null_origin(true),
+            Some(vec![("ticket".into(), good.clone())]),
+        )
+        .await;
+    assert_eq!(page.status, 302, "{}", page.body);
 
     // JSON, for an app's code or backend.
     let http = awc::Client::new();

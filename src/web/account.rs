@@ -125,11 +125,7 @@ async fn account_page(
         .unwrap_or_default()
         .into_iter()
         .map(|p| ProviderRow {
-            name: if p.name.is_empty() {
-                p.id.clone()
-            } else {
-                p.name
-            },
+            name: view.provider_name(gw, &p.id, &p.name),
             linkable: !p.bind && gw.config.login.provider(&p.id).is_some(),
             id: p.id,
             user: p.provider_user_name,

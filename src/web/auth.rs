@@ -200,7 +200,10 @@ pub async fn ticket_sign_in(
     } else {
         let checked = match csrf_form(&gw, &req, &body) {
             Ok((form, browser)) => Ok((form, browser)),
-            Err(GatewayError::Csrf) if same_origin(&gw, &req) && body.len() <= MAX_TICKET_BODY => {
+            Err(GatewayError::Csrf)
+                if forms::post_origin(&gw, &req) == forms::PostOrigin::Ours
+                    && body.len() <= MAX_TICKET_BODY =>
+            {
                 let (csrf, _) = forms::csrf_cookie(&gw, &req);
                 Ok((Form::parse(&body), Browser::from_csrf(&csrf)))
             }
@@ -242,20 +245,4 @@ pub async fn ticket_sign_in(
         // happened (JSON for JSON callers).
         Err(e) => forms::error_response(&inc, &e, None),
     }
-}
-
-/// Whether a form post comes from a page of this gateway's origin (`Origin`, else
-/// `Sec-Fetch-Site: same-origin`), for forms a developer's page builds without our CSRF token.
-fn same_origin(gw: &Gateway, req: &HttpRequest) -> bool {
-    if let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    {
-        let ours = gw.config.public_url.origin().ascii_serialization();
-        return origin == ours;
-    }
-    req.headers()
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"same-origin")
 }

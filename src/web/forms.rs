@@ -101,7 +101,7 @@ pub fn csrf_form(
         return Err(GatewayError::BodyTooLarge);
     }
     let form = Form::parse(body);
-    if !origin_ok(gw, req) {
+    if post_origin(gw, req) == PostOrigin::Foreign {
         return Err(GatewayError::Csrf);
     }
     let cookies = gw.sessions.cookies();
@@ -113,18 +113,53 @@ pub fn csrf_form(
     }
 }
 
-/// Whether a form post's `Origin` (when the browser sent one) is this page's own origin: the
-/// scheme and host the request came to. A second line behind the CSRF token, for cookies a
-/// sibling subdomain could plant.
-fn origin_ok(gw: &Gateway, req: &HttpRequest) -> bool {
+/// Where a form post says it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostOrigin {
+    /// A page of this gateway's origin: the scheme and host the request came to, or
+    /// `public_url`'s.
+    Ours,
+    /// Another origin.
+    Foreign,
+    /// The browser did not say (no `Origin`, no `Sec-Fetch-Site: same-origin`).
+    Unknown,
+}
+
+/// Where a form post came from, by `Origin` and `Sec-Fetch-Site` (both set by the browser,
+/// not by pages). Checked behind the CSRF token, for cookies a sibling subdomain could plant.
+///
+/// `Origin: null` is what a browser sends from a page whose referrer policy is `no-referrer`
+/// (a proxy in front may add that header): it counts as ours only with
+/// `Sec-Fetch-Site: same-origin`, which a sibling subdomain's page cannot produce.
+pub fn post_origin(gw: &Gateway, req: &HttpRequest) -> PostOrigin {
+    let same_site_fetch = req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"same-origin");
     let Some(origin) = req.headers().get(header::ORIGIN) else {
-        return true;
+        return if same_site_fetch {
+            PostOrigin::Ours
+        } else {
+            PostOrigin::Unknown
+        };
     };
+    if origin.as_bytes() == b"null" {
+        return if same_site_fetch {
+            PostOrigin::Ours
+        } else {
+            PostOrigin::Foreign
+        };
+    }
     let inc = gw.incoming(req);
     let own = format!("{}://{}", inc.proto, inc.authority);
-    origin.to_str().is_ok_and(|o| {
+    let ours = origin.to_str().is_ok_and(|o| {
         o.eq_ignore_ascii_case(&own) || o == gw.config.public_url.origin().ascii_serialization()
-    })
+    });
+    if ours {
+        PostOrigin::Ours
+    } else {
+        PostOrigin::Foreign
+    }
 }
 
 /// The return URL from `rd`, or CloudBase's `redirect_uri`, validated (`/` when refused).
@@ -170,6 +205,20 @@ impl View {
     /// Text for `key` in the page's language.
     pub fn t(&self, key: &str) -> &'static str {
         self.layout.tr.t(key)
+    }
+
+    /// The name shown for provider `id`: its configured label, our own name for WeChat's
+    /// providers, the name CloudBase gave (`from_cloudbase`, may be empty), else the id.
+    pub fn provider_name(&self, gw: &Gateway, id: &str, from_cloudbase: &str) -> String {
+        match (
+            gw.config.login.provider(id).and_then(|p| p.label.as_ref()),
+            id,
+        ) {
+            (Some(label), _) => label.clone(),
+            (None, "wx_open" | "wx_mp") => self.t(&format!("provider.{id}")).to_string(),
+            (None, _) if !from_cloudbase.is_empty() => from_cloudbase.to_string(),
+            (None, _) => id.to_string(),
+        }
     }
 
     /// A message for a flow error, with the wait filled in.

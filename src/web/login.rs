@@ -94,11 +94,7 @@ async fn login_page(
         .providers
         .iter()
         .map(|pr| pages::ProviderLink {
-            label: match (&pr.label, pr.id.as_str()) {
-                (Some(l), _) => l.clone(),
-                (None, id @ ("wx_open" | "wx_mp")) => view.t(&format!("provider.{id}")).to_string(),
-                (None, id) => id.to_string(),
-            },
+            label: view.provider_name(gw, &pr.id, ""),
             url: format!("{PREFIX}/start?provider={}&rd={}", enc(&pr.id), enc(rd)),
         })
         .collect();

@@ -425,7 +425,9 @@ pub fn html(status: actix_web::http::StatusCode, page: &impl Template) -> HttpRe
 /// Marks a response as never to be cached (pages with tokens, redirects that set cookies).
 pub fn no_store(b: &mut HttpResponseBuilder) {
     b.insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // Nothing leaves for other sites (return URLs, flow ids), while our own form posts
+        // keep a real `Origin` (under `no-referrer` browsers send `Origin: null`).
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
 }
 
