@@ -95,6 +95,16 @@ struct DemoArgs {
     /// Log filter (stderr).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log_level: String,
+    /// How captchas are shown when the emulator asks for one: `redirect` or `image`.
+    #[arg(long, value_name = "MODE", default_value = "redirect")]
+    captcha_mode: String,
+    /// The emulator's access-token lifetime in seconds. Below the gateway's refresh margin
+    /// (300 s) every request refreshes, which shows token refresh at work.
+    #[arg(long, value_name = "SECS", default_value_t = 7200)]
+    access_token_ttl: u64,
+    /// The emulator's refresh-token lifetime in seconds: when it runs out the session ends.
+    #[arg(long, value_name = "SECS", default_value_t = 30 * 24 * 3600)]
+    refresh_token_ttl: u64,
 }
 
 impl ConfigArgs {
@@ -383,6 +393,8 @@ fn run_demo(args: DemoArgs) -> ExitCode {
     actix_web::rt::System::new().block_on(async move {
         let mut opts = EmulatorOptions::new("demo-env".to_string());
         opts.users = users.clone();
+        opts.access_token_ttl = args.access_token_ttl;
+        opts.refresh_token_ttl = args.refresh_token_ttl;
         let emu = match Emulator::new(opts, Arc::new(OsEntropy)) {
             Ok(e) => Arc::new(e),
             Err(e) => {
@@ -432,6 +444,7 @@ fn run_demo(args: DemoArgs) -> ExitCode {
             ),
             // The emulator's consent page stands in for the providers.
             ("providers", "github=GitHub,wx_open".to_string()),
+            ("captcha_mode", args.captcha_mode.clone()),
         ];
         if let Some(m) = &args.metrics_listen {
             flags.push(("metrics_listen", m.clone()));
