@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need, then runs the Rust unit
-# and integration tests (cargo-nextest, or cargo test where nextest is missing) and the Node
-# tests (the official @cloudbase/js-sdk against the emulator).
+# and integration tests (cargo-nextest, or cargo test where nextest is missing), the Node
+# tests (the official @cloudbase/js-sdk against the emulator) and the browser tests
+# (playwright-core driving Debian's chromium through every sign-in flow of the demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
+
+# Debian's chromium for the browser tests, and CJK fonts so the Chinese pages render (and
+# their screenshots show text, not boxes).
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+if [ ${#need[@]} -gt 0 ]; then
+  say "apt-get install ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
 
 # npm packages, exactly as the lockfile pins them.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -23,5 +37,10 @@ else
   cargo test --all-targets --no-fail-fast
 fi
 
+export GATEWAY_TEST_BIN="$PWD/target/debug/cloudbase-gateway"
+
 say "Node tests (official SDK against the emulator)"
-GATEWAY_TEST_BIN="$PWD/target/debug/cloudbase-gateway" node --test tests/sdk/
+node --test tests/sdk/
+
+say "Browser tests (chromium; screenshots in tests/e2e/output)"
+node --test --test-concurrency=1 tests/e2e/
