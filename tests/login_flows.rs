@@ -694,6 +694,18 @@ async fn tickets_sign_in_by_form_and_json_and_bad_ones_are_refused() {
         )
         .await;
     assert_eq!(page.status, 302, "{}", page.body);
+    // Another name for the gateway is not its public origin: no token-less sign-in from it.
+    let page = c
+        .send(
+            c.http
+                .post(c.url("/__auth/ticket"))
+                .insert_header(("host", "alias.example"))
+                .insert_header(("origin", "http://alias.example")),
+            Some(vec![("ticket".into(), good.clone())]),
+        )
+        .await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.has("Form expired"), "{}", page.body);
 
     // JSON, for an app's code or backend.
     let http = awc::Client::new();

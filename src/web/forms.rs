@@ -116,9 +116,12 @@ pub fn csrf_form(
 /// Where a form post says it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PostOrigin {
-    /// A page of this gateway's origin: the scheme and host the request came to, or
-    /// `public_url`'s.
+    /// A page of `public_url`'s origin, or (`Sec-Fetch-Site: same-origin`) of the origin the
+    /// request went to.
     Ours,
+    /// `Origin` names the scheme and `Host` the request came to, which is not `public_url`'s
+    /// (another name for this gateway).
+    ThisHost,
     /// Another origin.
     Foreign,
     /// The browser did not say (no `Origin`, no `Sec-Fetch-Site: same-origin`).
@@ -150,13 +153,15 @@ pub fn post_origin(gw: &Gateway, req: &HttpRequest) -> PostOrigin {
             PostOrigin::Foreign
         };
     }
+    let Ok(origin) = origin.to_str() else {
+        return PostOrigin::Foreign;
+    };
+    if origin == gw.config.public_url.origin().ascii_serialization() {
+        return PostOrigin::Ours;
+    }
     let inc = gw.incoming(req);
-    let own = format!("{}://{}", inc.proto, inc.authority);
-    let ours = origin.to_str().is_ok_and(|o| {
-        o.eq_ignore_ascii_case(&own) || o == gw.config.public_url.origin().ascii_serialization()
-    });
-    if ours {
-        PostOrigin::Ours
+    if origin.eq_ignore_ascii_case(&format!("{}://{}", inc.proto, inc.authority)) {
+        PostOrigin::ThisHost
     } else {
         PostOrigin::Foreign
     }

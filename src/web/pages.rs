@@ -425,9 +425,10 @@ pub fn html(status: actix_web::http::StatusCode, page: &impl Template) -> HttpRe
 /// Marks a response as never to be cached (pages with tokens, redirects that set cookies).
 pub fn no_store(b: &mut HttpResponseBuilder) {
     b.insert_header((header::CACHE_CONTROL, "no-store"))
-        // Nothing leaves for other sites (return URLs, flow ids), while our own form posts
-        // keep a real `Origin` (under `no-referrer` browsers send `Origin: null`).
-        .insert_header((header::REFERRER_POLICY, "same-origin"))
+        // A page's path and query (return URLs, flow ids) never leave it, not even for the
+        // application behind us, while our own form posts keep a real `Origin` (under
+        // `no-referrer` browsers send `Origin: null`).
+        .insert_header((header::REFERRER_POLICY, "strict-origin"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
 }
 
