@@ -16,9 +16,12 @@ dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
   sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "installing ${need[*]} needs root or sudo" >&2; exit 1; }
+    sudo="sudo"
+  fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
 # npm packages, exactly as the lockfile pins them.
@@ -40,7 +43,7 @@ fi
 export GATEWAY_TEST_BIN="$PWD/target/debug/cloudbase-gateway"
 
 say "Node tests (official SDK against the emulator)"
-node --test tests/sdk/
+node --test tests/sdk/*.test.mjs
 
 say "Browser tests (chromium; screenshots in tests/e2e/output)"
-node --test --test-concurrency=1 tests/e2e/
+node --test --test-concurrency=1 tests/e2e/*.test.mjs

@@ -78,7 +78,7 @@ test('captcha in image mode: the picture in the gateway’s page, a wrong readin
   const src = await page.getAttribute('p.captcha img', 'src')
   await page.fill('#answer', first.answer === 'zzzz' ? 'yyyy' : 'zzzz')
   await clickTo(page, 'form button[type=submit]:not([name=cancel])', at('/__auth/captcha'))
-  assert.ok(await page.isVisible('[role=alert]'))
+  assert.match(await page.textContent('[role=alert]'), /do not match the picture/)
   assert.notEqual(await page.getAttribute('p.captcha img', 'src'), src, 'a new picture')
 
   const current = await waitFor(async () => {

@@ -21,7 +21,8 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 const BIN = process.env.GATEWAY_TEST_BIN || path.join(REPO, 'target', 'debug', 'cloudbase-gateway')
 export const OUTPUT = process.env.E2E_OUTPUT || path.join(REPO, 'tests', 'e2e', 'output')
 const CHROMIUM = process.env.E2E_CHROMIUM || '/usr/bin/chromium'
-// The launch flags DEVELOPERS.md gives for Debian's chromium.
+// The launch flags the team uses for Debian's chromium (headless, no sandbox as root, nothing
+// fetched from the network).
 const CHROMIUM_FLAGS = [
   '--headless',
   '--no-sandbox',
@@ -54,6 +55,9 @@ export async function startDemo(extra = []) {
   const child = spawn(BIN, ['demo', '--listen', '127.0.0.1:0', '--log-level', 'warn', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
+  // A demo must never outlive the test process, whatever ends it.
+  const reap = () => child.kill('SIGKILL')
+  process.once('exit', reap)
   let stderr = ''
   child.stderr.on('data', (d) => {
     stderr = (stderr + d).slice(-8000)
@@ -61,7 +65,10 @@ export async function startDemo(extra = []) {
   const lines = readline.createInterface({ input: child.stdout })
   const seen = {}
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`demo did not start:\n${stderr}`)), START_TIMEOUT)
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`demo did not start:\n${stderr}`))
+    }, START_TIMEOUT)
     child.once('exit', (code) => {
       clearTimeout(timer)
       reject(new Error(`demo exited with ${code}:\n${stderr}`))
@@ -92,10 +99,14 @@ export async function startDemo(extra = []) {
     emu,
     stderr: () => stderr,
     async stop() {
-      if (child.exitCode !== null) return
+      process.removeListener('exit', reap)
+      if (child.exitCode !== null || child.signalCode !== null) return
       const exited = new Promise((r) => child.once('exit', r))
       child.kill('SIGTERM')
+      // A graceful stop takes milliseconds; a stuck one is killed.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
       await exited
+      clearTimeout(timer)
     },
     /** The newest code sent to `to`, waiting until one newer than `after` codes arrives. */
     async code(to, after = 0) {
@@ -166,7 +177,8 @@ export async function upstreamSaw(page, p = '/whoami.json') {
     headers: { accept: 'application/json' },
     maxRedirects: 0,
   })
-  if (r.status() !== 200) throw new Error(`upstream fetch answered ${r.status()}: ${await r.text()}`)
+  // The status only: a page body may hold a form token.
+  if (r.status() !== 200) throw new Error(`the upstream fetch answered ${r.status()}`)
   return r.json()
 }
 

@@ -2,7 +2,7 @@
 // works against the in-process emulator of the CloudBase auth v1 HTTP API
 // (`cloudbase-gateway emulator`).
 //
-// Run:  npm run test:sdk          (= node --test tests/sdk/)
+// Run:  npm run test:sdk          (= node --test tests/sdk/*.test.mjs)
 // Needs: the gateway binary, `$GATEWAY_TEST_BIN` or
 //        <repo>/target/debug/cloudbase-gateway (cargo build first).
 //
