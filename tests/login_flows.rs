@@ -848,6 +848,54 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
 }
 
 #[actix_web::test]
+async fn a_form_whose_csrf_cookie_another_tab_replaced_still_posts_from_our_origin() {
+    let s = start("").await;
+    let b = s.browser();
+    // Tab A shows the login page; tab B, opened at the same moment in this fresh browser,
+    // got its own CSRF cookie, which replaced A's.
+    b.get("/__auth/").await;
+    let tab_a = b.csrf.borrow().clone();
+    b.jar.borrow_mut().remove("cbgw_session_csrf");
+    b.get("/__auth/").await;
+    assert_ne!(*b.csrf.borrow(), tab_a);
+    let fields = [
+        ("csrf", tab_a.as_str()),
+        ("rd", "/a"),
+        ("username", "alice"),
+        ("password", "alice-pass-1"),
+    ];
+    let post = |origin: Option<&str>| {
+        let mut r = b.http.post(b.url("/__auth/sign_in/password"));
+        if let Some(o) = origin {
+            r = r.insert_header(("origin", o.to_string()));
+        }
+        let form: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (r, form)
+    };
+    // Without the browser saying where the post came from, the stale token is refused, and
+    // so it is from another name for the gateway.
+    let (r, f) = post(None);
+    assert_eq!(b.send(r, Some(f)).await.status, 403);
+    let (r, f) = post(Some("http://alias.example"));
+    assert_eq!(
+        b.send(r.insert_header(("host", "alias.example")), Some(f))
+            .await
+            .status,
+        403
+    );
+    assert!(b.session().is_none());
+    // From our own origin it goes through.
+    let (r, f) = post(Some(s.url.as_str()));
+    let done = b.send(r, Some(f)).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, "/a");
+    assert_eq!(b.userinfo().await["username"], "alice");
+}
+
+#[actix_web::test]
 async fn a_missing_unknown_or_foreign_flow_gets_the_start_again_page() {
     let s = start("").await;
     let b = s.browser();

@@ -91,6 +91,13 @@ pub fn existing_browser(gw: &Gateway, req: &HttpRequest) -> Browser {
 /// A posted form whose `csrf` field matches this browser's CSRF cookie, and the browser it
 /// binds flows to.
 ///
+/// A field minted for an earlier CSRF cookie of the same browser is accepted when the browser
+/// itself attests the post came from our public origin ([`PostOrigin::Ours`]): two tabs
+/// opened at once in a fresh browser each get a cookie, and the later one replaces the
+/// earlier while the first tab's form still holds its field. The origin is what the token
+/// stands for, a sibling subdomain that plants a cookie cannot fake it, and the post is bound
+/// to the cookie the browser holds now.
+///
 /// Fails with [`GatewayError::Csrf`] or [`GatewayError::BodyTooLarge`].
 pub fn csrf_form(
     gw: &Gateway,
@@ -101,15 +108,21 @@ pub fn csrf_form(
         return Err(GatewayError::BodyTooLarge);
     }
     let form = Form::parse(body);
-    if post_origin(gw, req) == PostOrigin::Foreign {
+    let origin = post_origin(gw, req);
+    if origin == PostOrigin::Foreign {
         return Err(GatewayError::Csrf);
     }
     let cookies = gw.sessions.cookies();
-    match req.cookie(cookies.csrf_name()) {
-        Some(c) if cookies.csrf_ok(c.value(), form.get("csrf")) => {
-            Ok((form, Browser::from_csrf(c.value())))
-        }
-        _ => Err(GatewayError::Csrf),
+    let Some(cookie) = req.cookie(cookies.csrf_name()) else {
+        return Err(GatewayError::Csrf);
+    };
+    let value = cookie.value();
+    let usable = !value.is_empty() && value.len() <= 64;
+    let replaced_by_another_tab = origin == PostOrigin::Ours && !form.get("csrf").is_empty();
+    if usable && (cookies.csrf_ok(value, form.get("csrf")) || replaced_by_another_tab) {
+        Ok((form, Browser::from_csrf(value)))
+    } else {
+        Err(GatewayError::Csrf)
     }
 }
 

@@ -268,6 +268,23 @@ t('two tabs signing in at once both succeed', async () => {
   assert.equal((await userinfo(b)).username, 'alice')
   await context.close()
 
+  // Two tabs opened at once in a fresh browser: each got its own CSRF cookie, and the later
+  // replaced the earlier under the first tab's form. Played out in order (clearing the
+  // cookies between the two loads is what the race leaves behind).
+  const fresh = await newPage(browser)
+  const e = fresh.page
+  const f = await fresh.context.newPage()
+  await protectedToLogin(e, '/tab-e')
+  const tokenE = await e.inputValue('input[name=csrf]')
+  await fresh.context.clearCookies()
+  await protectedToLogin(f, '/tab-f')
+  assert.notEqual(await f.inputValue('input[name=csrf]'), tokenE, 'the tabs hold different tokens')
+  await passwordSignIn(e, ALICE.username, ALICE.password, at('/tab-e'))
+  await passwordSignIn(f, ALICE.username, ALICE.password, at('/tab-f'))
+  assert.equal(await heading(e), 'Signed in as alice')
+  assert.equal(await heading(f), 'Signed in as alice')
+  await fresh.context.close()
+
   // Two provider sign-ins in flight in two tabs: each tab's state is its own.
   const second = await newPage(browser)
   const c = second.page
