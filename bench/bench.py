@@ -3,7 +3,9 @@
 
 Started by bench/run.sh (which builds the release binary and installs nginx and wrk). Every
 server binds 127.0.0.1 on a free port; every load run is bounded in time. Prints a markdown
-table of the throughput runs, then the memory, refresh-storm and start-up measurements.
+table of the throughput runs, then the memory, refresh-storm, provider-callback and start-up
+measurements. The flows of the callback measurement are bounded by a deadline (30 s to prepare)
+and a count (CALLBACKS, default 3000), each request by a 10 s timeout.
 
 Scenarios (wrk, 64 connections, RUN_SECS per run, ROUNDS rounds interleaved):
   direct            the static backend (nginx) itself
