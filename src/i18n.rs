@@ -317,7 +317,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("gwerr.forbidden.title", "Access denied", "无权访问"),
     ("gwerr.forbidden.desc", "You are signed in, but your account may not open this page.", "您已登录，但当前账号无权打开此页面。"),
     ("gwerr.csrf_failed.title", "Form expired", "表单已过期"),
-    ("gwerr.csrf_failed.desc", "This form is no longer valid. Go back, reload the page and try again.", "此表单已失效，请返回并刷新页面后重试。"),
+    ("gwerr.csrf_failed.desc", "This form is no longer valid: it may have been opened before another tab of this browser started a sign-in. Open it again and submit it once more.", "此表单已失效：可能是在本浏览器的其他标签页开始登录之前打开的。请重新打开表单后再提交。"),
     ("gwerr.bad_request.title", "Bad request", "请求无效"),
     ("gwerr.bad_request.desc", "The request is not valid.", "请求无效。"),
     ("gwerr.not_found.title", "Not found", "页面不存在"),
@@ -345,6 +345,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("gwerr.wrong_environment.title", "Wrong environment", "环境不匹配"),
     ("gwerr.wrong_environment.desc", "This sign-in link is for another CloudBase environment.", "该登录链接属于其他云开发环境。"),
     ("gwerr.back.sign_in", "Go to the sign-in page", "前往登录页"),
+    ("gwerr.back.form", "Open the form again", "重新打开表单"),
     ("gwerr.back.start", "Go to the start page", "返回首页"),
     ("gwerr.back.switch_user", "Sign in as someone else", "切换账号登录"),
 ];

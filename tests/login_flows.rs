@@ -706,6 +706,14 @@ async fn tickets_sign_in_by_form_and_json_and_bad_ones_are_refused() {
         .await;
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.has("Form expired"), "{}", page.body);
+    // Nor is a `no-referrer` page on that other name (`Origin: null`, same-origin fetch).
+    let page = c
+        .send(
+            null_origin(true).insert_header(("host", "alias.example")),
+            Some(vec![("ticket".into(), good.clone())]),
+        )
+        .await;
+    assert_eq!(page.status, 403, "{}", page.body);
 
     // JSON, for an app's code or backend.
     let http = awc::Client::new();
@@ -824,6 +832,30 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
             403,
             "{path} with a wrong token"
         );
+        // Our own origin does not stand in for the token: the app behind us shares it.
+        let own_origin = b
+            .send(
+                b.http
+                    .post(b.url(path))
+                    .insert_header(("origin", s.url.as_str())),
+                Some(
+                    wrong
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+            )
+            .await;
+        if path == "/__auth/ticket" {
+            // A ticket post without our token is allowed from our origin (documented): the
+            // ticket itself is the credential, and it is missing here.
+            assert_ne!(own_origin.status, 302, "{path}: {}", own_origin.body);
+        } else {
+            assert_eq!(
+                own_origin.status, 403,
+                "{path} from our origin, wrong token"
+            );
+        }
         // Another browser's token.
         let other = s.browser();
         other.get("/__auth/").await;
@@ -848,51 +880,90 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
 }
 
 #[actix_web::test]
-async fn a_form_whose_csrf_cookie_another_tab_replaced_still_posts_from_our_origin() {
+async fn a_form_whose_csrf_cookie_another_tab_replaced_is_refused_with_a_way_back_to_it() {
     let s = start("").await;
     let b = s.browser();
     // Tab A shows the login page; tab B, opened at the same moment in this fresh browser,
     // got its own CSRF cookie, which replaced A's.
-    b.get("/__auth/").await;
+    b.get("/__auth/?method=password&rd=/a").await;
     let tab_a = b.csrf.borrow().clone();
     b.jar.borrow_mut().remove("cbgw_session_csrf");
     b.get("/__auth/").await;
     assert_ne!(*b.csrf.borrow(), tab_a);
-    let fields = [
+    let fields: Vec<(String, String)> = [
         ("csrf", tab_a.as_str()),
         ("rd", "/a"),
         ("username", "alice"),
         ("password", "alice-pass-1"),
-    ];
-    let post = |origin: Option<&str>| {
-        let mut r = b.http.post(b.url("/__auth/sign_in/password"));
-        if let Some(o) = origin {
-            r = r.insert_header(("origin", o.to_string()));
-        }
-        let form: Vec<(String, String)> = fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        (r, form)
-    };
-    // Without the browser saying where the post came from, the stale token is refused, and
-    // so it is from another name for the gateway.
-    let (r, f) = post(None);
-    assert_eq!(b.send(r, Some(f)).await.status, 403);
-    let (r, f) = post(Some("http://alias.example"));
-    assert_eq!(
-        b.send(r.insert_header(("host", "alias.example")), Some(f))
-            .await
-            .status,
-        403
-    );
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // Even from our own origin the stale token is refused: a plain HTML form in the app
+    // behind us (same origin, user content) must not be able to post without the token.
+    let refused = b
+        .send(
+            b.http
+                .post(b.url("/__auth/sign_in/password"))
+                .insert_header(("origin", s.url.as_str())),
+            Some(fields.clone()),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.has("Form expired"), "{}", refused.body);
     assert!(b.session().is_none());
-    // From our own origin it goes through.
-    let (r, f) = post(Some(s.url.as_str()));
-    let done = b.send(r, Some(f)).await;
+    // Its link opens the same form again, for the same return URL, with a token that works.
+    let back = "/__auth/?method=password&rd=%2Fa";
+    assert!(
+        refused
+            .body
+            .replace("&#38;", "&")
+            .contains(&format!("href=\"{back}\"")),
+        "{}",
+        refused.body
+    );
+    let form = b.get(back).await;
+    assert!(form.has("name=\"password\""), "{}", form.body);
+    let done = b
+        .post(
+            "/__auth/sign_in/password",
+            &[
+                ("rd", "/a"),
+                ("username", "alice"),
+                ("password", "alice-pass-1"),
+            ],
+        )
+        .await;
     assert_eq!(done.status, 302, "{}", done.body);
     assert_eq!(done.location, "/a");
-    assert_eq!(b.userinfo().await["username"], "alice");
+
+    // The way back names each form's own page: a code flow's page keeps its flow id; garbage
+    // in the fields never reaches the link.
+    let c = s.browser();
+    c.get("/__auth/").await;
+    let page = c
+        .post_raw(
+            "/__auth/code",
+            &[("csrf", "stale"), ("flow", "abc123"), ("code", "1")],
+        )
+        .await;
+    assert_eq!(page.status, 403);
+    assert!(
+        page.has("href=\"/__auth/code?flow=abc123\""),
+        "{}",
+        page.body
+    );
+    let page = c
+        .post_raw("/__auth/code", &[("csrf", "stale"), ("flow", "\"><x")])
+        .await;
+    assert!(page.has("href=\"/__auth/?rd=%2F\""), "{}", page.body);
+    let page = c
+        .post_raw(
+            "/__auth/sign_up",
+            &[("csrf", "stale"), ("rd", "https://evil.example/")],
+        )
+        .await;
+    assert!(page.has("href=\"/__auth/sign_up?rd=%2F\""), "{}", page.body);
 }
 
 #[actix_web::test]

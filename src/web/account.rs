@@ -53,7 +53,8 @@ async fn account_post(
     body: &[u8],
 ) -> Result<Posted, HttpResponse> {
     let inc = forms::incoming(gw, req);
-    let (form, browser) = csrf_form(gw, req, body).map_err(|e| pages::error_response(&e, &inc))?;
+    let (form, browser) =
+        csrf_form(gw, req, body).map_err(|e| forms::refused_post(gw, req, &inc, &e, body))?;
     let user = signed_in(gw, req, worker, &format!("{PREFIX}/account")).await?;
     Ok(Posted {
         lang: gw.lang_of(req),

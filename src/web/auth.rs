@@ -78,7 +78,7 @@ pub async fn sign_out(
     let inc = forms::incoming(&gw, &req);
     let (form, _) = match csrf_form(&gw, &req, &body) {
         Ok(f) => f,
-        Err(e) => return pages::error_response(&e, &inc),
+        Err(e) => return forms::refused_post(&gw, &req, &inc, &e, &body),
     };
     // Without a return URL the browser lands on the signed-out page.
     let rd = if form.get("rd").is_empty() {

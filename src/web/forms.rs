@@ -91,12 +91,9 @@ pub fn existing_browser(gw: &Gateway, req: &HttpRequest) -> Browser {
 /// A posted form whose `csrf` field matches this browser's CSRF cookie, and the browser it
 /// binds flows to.
 ///
-/// A field minted for an earlier CSRF cookie of the same browser is accepted when the browser
-/// itself attests the post came from our public origin ([`PostOrigin::Ours`]): two tabs
-/// opened at once in a fresh browser each get a cookie, and the later one replaces the
-/// earlier while the first tab's form still holds its field. The origin is what the token
-/// stands for, a sibling subdomain that plants a cookie cannot fake it, and the post is bound
-/// to the cookie the browser holds now.
+/// The token is always required, even from our own origin: the application behind us shares
+/// that origin and may show user content, and a plain HTML form there must not be able to
+/// post to the gateway (the cookie is HttpOnly, so such a form cannot know the token).
 ///
 /// Fails with [`GatewayError::Csrf`] or [`GatewayError::BodyTooLarge`].
 pub fn csrf_form(
@@ -108,36 +105,76 @@ pub fn csrf_form(
         return Err(GatewayError::BodyTooLarge);
     }
     let form = Form::parse(body);
-    let origin = post_origin(gw, req);
-    if origin == PostOrigin::Foreign {
+    if post_origin(gw, req) == PostOrigin::Foreign {
         return Err(GatewayError::Csrf);
     }
     let cookies = gw.sessions.cookies();
-    let Some(cookie) = req.cookie(cookies.csrf_name()) else {
-        return Err(GatewayError::Csrf);
+    match req.cookie(cookies.csrf_name()) {
+        Some(c) if cookies.csrf_ok(c.value(), form.get("csrf")) => {
+            Ok((form, Browser::from_csrf(c.value())))
+        }
+        _ => Err(GatewayError::Csrf),
+    }
+}
+
+/// The answer to a form post that [`csrf_form`] refused: the error page (JSON for API
+/// callers), whose link for a refused token leads back to the very form, which a reload
+/// gives a fresh token. That is the way on when two tabs opened at once in a fresh browser
+/// each got a CSRF cookie and the later one replaced the first tab's.
+pub fn refused_post(
+    gw: &Gateway,
+    req: &HttpRequest,
+    inc: &Incoming,
+    err: &GatewayError,
+    body: &[u8],
+) -> HttpResponse {
+    let back = matches!(err, GatewayError::Csrf).then(|| {
+        (
+            form_page(gw, req.path(), &Form::parse(body)),
+            "gwerr.back.form",
+        )
+    });
+    pages::error_response_to(err, inc, back)
+}
+
+/// The page showing the form that posts to `path` (with its return URL or flow id).
+fn form_page(gw: &Gateway, path: &str, form: &Form) -> String {
+    let rd = || enc(&return_url(gw, form));
+    let flow = || {
+        let f = form.get("flow");
+        let ok = !f.is_empty()
+            && f.len() <= 64
+            && f.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            f.to_string()
+        } else {
+            String::new()
+        }
     };
-    let value = cookie.value();
-    let usable = !value.is_empty() && value.len() <= 64;
-    let replaced_by_another_tab = origin == PostOrigin::Ours && !form.get("csrf").is_empty();
-    if usable && (cookies.csrf_ok(value, form.get("csrf")) || replaced_by_another_tab) {
-        Ok((form, Browser::from_csrf(value)))
-    } else {
-        Err(GatewayError::Csrf)
+    match path.strip_prefix(PREFIX).unwrap_or_default() {
+        "/sign_in/password" => format!("{PREFIX}/?method=password&rd={}", rd()),
+        "/sign_in/email" => format!("{PREFIX}/?method=email&rd={}", rd()),
+        "/sign_in/sms" => format!("{PREFIX}/?method=sms&rd={}", rd()),
+        rest @ ("/sign_up" | "/forgot" | "/sign_out") => format!("{PREFIX}{rest}?rd={}", rd()),
+        "/code" | "/code/resend" if !flow().is_empty() => format!("{PREFIX}/code?flow={}", flow()),
+        "/captcha" if !flow().is_empty() => format!("{PREFIX}/captcha?flow={}", flow()),
+        rest if rest.starts_with("/account") || rest == "/start" => format!("{PREFIX}/account"),
+        _ => format!("{PREFIX}/?rd={}", rd()),
     }
 }
 
 /// Where a form post says it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PostOrigin {
-    /// A page of `public_url`'s origin, or (`Sec-Fetch-Site: same-origin`) of the origin the
-    /// request went to.
+    /// A page of `public_url`'s origin.
     Ours,
-    /// `Origin` names the scheme and `Host` the request came to, which is not `public_url`'s
-    /// (another name for this gateway).
+    /// A page of the origin the request went to, which is not `public_url`'s (another name
+    /// for this gateway, or another host it serves).
     ThisHost,
     /// Another origin.
     Foreign,
-    /// The browser did not say (no `Origin`, no `Sec-Fetch-Site: same-origin`).
+    /// The browser did not say (no `Origin`; browsers send one on every form post).
     Unknown,
 }
 
@@ -145,35 +182,28 @@ pub enum PostOrigin {
 /// not by pages). Checked behind the CSRF token, for cookies a sibling subdomain could plant.
 ///
 /// `Origin: null` is what a browser sends from a page whose referrer policy is `no-referrer`
-/// (a proxy in front may add that header): it counts as ours only with
-/// `Sec-Fetch-Site: same-origin`, which a sibling subdomain's page cannot produce.
+/// (a proxy in front may add that header). With `Sec-Fetch-Site: same-origin` it is a page
+/// of the origin the request went to, which is ours only when that is `public_url`'s;
+/// otherwise (sandboxed pages, cross-site redirects) it is foreign.
 pub fn post_origin(gw: &Gateway, req: &HttpRequest) -> PostOrigin {
-    let same_site_fetch = req
+    let public = gw.config.public_url.origin().ascii_serialization();
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return PostOrigin::Unknown;
+    };
+    let inc = gw.incoming(req);
+    let requested = format!("{}://{}", inc.proto, inc.authority);
+    let same_origin_fetch = req
         .headers()
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"same-origin");
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
-        return if same_site_fetch {
-            PostOrigin::Ours
-        } else {
-            PostOrigin::Unknown
-        };
+    let origin = match origin.to_str() {
+        Ok("null") if same_origin_fetch => requested.as_str(),
+        Ok("null") | Err(_) => return PostOrigin::Foreign,
+        Ok(o) => o,
     };
-    if origin.as_bytes() == b"null" {
-        return if same_site_fetch {
-            PostOrigin::Ours
-        } else {
-            PostOrigin::Foreign
-        };
-    }
-    let Ok(origin) = origin.to_str() else {
-        return PostOrigin::Foreign;
-    };
-    if origin == gw.config.public_url.origin().ascii_serialization() {
-        return PostOrigin::Ours;
-    }
-    let inc = gw.incoming(req);
-    if origin.eq_ignore_ascii_case(&format!("{}://{}", inc.proto, inc.authority)) {
+    if origin.eq_ignore_ascii_case(&public) {
+        PostOrigin::Ours
+    } else if origin.eq_ignore_ascii_case(&requested) {
         PostOrigin::ThisHost
     } else {
         PostOrigin::Foreign
@@ -434,7 +464,7 @@ impl Posted {
         let inc = incoming(gw, req);
         let (form, browser) = match csrf_form(gw, req, body) {
             Ok(f) => f,
-            Err(e) => return Err(pages::error_response(&e, &inc)),
+            Err(e) => return Err(refused_post(gw, req, &inc, &e, body)),
         };
         Ok(Posted {
             current: current_session(gw, req, worker).await,

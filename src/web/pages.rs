@@ -435,6 +435,16 @@ pub fn no_store(b: &mut HttpResponseBuilder) {
 /// The response for `err`: a page for navigations (in the request's language), JSON
 /// otherwise. Logged here, once.
 pub fn error_response(err: &GatewayError, inc: &Incoming) -> HttpResponse {
+    error_response_to(err, inc, None)
+}
+
+/// [`error_response`] whose page links to `back` (a path and the text key of its label)
+/// instead of the way back that follows from the error.
+pub fn error_response_to(
+    err: &GatewayError,
+    inc: &Incoming,
+    back: Option<(String, &'static str)>,
+) -> HttpResponse {
     if err.is_server_side() {
         tracing::warn!(error = err.code(), request_id = %inc.request_id, "request failed");
     } else {
@@ -446,7 +456,7 @@ pub fn error_response(err: &GatewayError, inc: &Incoming) -> HttpResponse {
     }
     let p = Layout::new(inc.lang, &inc.brand, String::new(), &inc.here);
     let tr = p.tr;
-    let (back, label) = match err {
+    let (back, label) = back.unwrap_or_else(|| match err {
         GatewayError::Forbidden => (format!("{PREFIX}/sign_out"), "gwerr.back.switch_user"),
         GatewayError::Unauthenticated
         | GatewayError::Csrf
@@ -455,7 +465,7 @@ pub fn error_response(err: &GatewayError, inc: &Incoming) -> HttpResponse {
         | GatewayError::StateInvalid
         | GatewayError::WrongEnvironment => (format!("{PREFIX}/"), "gwerr.back.sign_in"),
         _ => ("/".to_string(), "gwerr.back.start"),
-    };
+    });
     let code = err.code();
     let mut resp = html(
         status,

@@ -270,7 +270,8 @@ t('two tabs signing in at once both succeed', async () => {
 
   // Two tabs opened at once in a fresh browser: each got its own CSRF cookie, and the later
   // replaced the earlier under the first tab's form. Played out in order (clearing the
-  // cookies between the two loads is what the race leaves behind).
+  // cookies between the two loads is what the race leaves behind). The first tab's post is
+  // refused (a token is never waived), and its error page leads back to the same form.
   const fresh = await newPage(browser)
   const e = fresh.page
   const f = await fresh.context.newPage()
@@ -279,6 +280,11 @@ t('two tabs signing in at once both succeed', async () => {
   await fresh.context.clearCookies()
   await protectedToLogin(f, '/tab-f')
   assert.notEqual(await f.inputValue('input[name=csrf]'), tokenE, 'the tabs hold different tokens')
+  await passwordSignIn(e, ALICE.username, ALICE.password, formAgain)
+  assert.equal(await heading(e), 'Form expired')
+  await audit(e, 'form-expired')
+  await clickTo(e, 'main a', onLogin)
+  assert.equal(new URL(e.url()).searchParams.get('rd'), '/tab-e', 'back to the same form')
   await passwordSignIn(e, ALICE.username, ALICE.password, at('/tab-e'))
   await passwordSignIn(f, ALICE.username, ALICE.password, at('/tab-f'))
   assert.equal(await heading(e), 'Signed in as alice')
