@@ -38,6 +38,12 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     /// Hosts an absolute return URL may point at (`.example.com` = any subdomain).
     pub allowed_redirect_hosts: Vec<String>,
+    /// Hosts served besides `public_url`'s and the routes' (`.example.com` = any subdomain).
+    pub allowed_hosts: Vec<String>,
+    /// `insecure_allow_any_host`: serve every `Host`, known or not.
+    pub insecure_allow_any_host: bool,
+    /// The forward-auth endpoint's trust rules.
+    pub forward_auth: ForwardAuthSettings,
     /// Addresses whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Where `/metrics` is served; off when unset.
@@ -145,6 +151,24 @@ pub struct Rate {
     pub per: Duration,
 }
 
+/// What `/__auth/auth` does for a caller that is not in `trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UntrustedForwardAuth {
+    /// Refuse with 403: only a trusted proxy can say which request it asks about.
+    Deny,
+    /// Check the policy of `/` on the caller's `Host` (deployments without path policies).
+    RootPolicy,
+}
+
+/// The forward-auth endpoint's trust rules.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthSettings {
+    /// What an untrusted caller gets.
+    pub without_trusted_proxy: UntrustedForwardAuth,
+    /// Whether a trusted proxy gets `Authorization` and `X-Auth-Request-Access-Token`.
+    pub pass_access_token: bool,
+}
+
 /// Rate limits of the sign-in flows (`None`: off).
 #[derive(Debug, Clone)]
 pub struct RateLimitSettings {
@@ -158,6 +182,12 @@ pub struct RateLimitSettings {
     pub password_per_ip: Option<Rate>,
     /// Guest sign-ins from one client IP (the button and automatic guest sessions).
     pub anonymous_per_ip: Option<Rate>,
+    /// Provider redirects started from one client IP.
+    pub start_per_ip: Option<Rate>,
+    /// Failed custom-ticket sign-ins from one client IP.
+    pub ticket_per_ip: Option<Rate>,
+    /// Captchas started from one client IP.
+    pub captcha_per_ip: Option<Rate>,
 }
 
 /// The session cookie's name, scope and keyring.
@@ -196,6 +226,9 @@ pub struct ProxySettings {
     pub max_header_size: usize,
     /// Send the client's `Host` upstream instead of the upstream URL's host.
     pub pass_host_header: bool,
+    /// Deadline for a body the gateway reads itself (forms, tickets), and the longest pause
+    /// between two pieces of a body passed upstream.
+    pub client_body_timeout: Duration,
 }
 
 /// Who may pass a route.
@@ -376,6 +409,15 @@ impl Config {
         put("session_ttl", dur(self.session.ttl));
         put("refresh_margin", dur(self.session.refresh_margin));
         put("upstream_timeout", dur(self.proxy.timeout));
+        put("client_body_timeout", dur(self.proxy.client_body_timeout));
+        put(
+            "forward_auth_without_trusted_proxy",
+            match self.forward_auth.without_trusted_proxy {
+                UntrustedForwardAuth::Deny => "deny",
+                UntrustedForwardAuth::RootPolicy => "root_policy",
+            }
+            .to_string(),
+        );
         if let Some(addr) = self.metrics_listen {
             put("metrics_listen", addr.to_string());
         }
@@ -406,9 +448,20 @@ impl Config {
         put("rate_limit_password_per_user", rate(rl.password_per_user));
         put("rate_limit_password_per_ip", rate(rl.password_per_ip));
         put("rate_limit_anonymous_per_ip", rate(rl.anonymous_per_ip));
+        put("rate_limit_start_per_ip", rate(rl.start_per_ip));
+        put("rate_limit_ticket_per_ip", rate(rl.ticket_per_ip));
+        put("rate_limit_captcha_per_ip", rate(rl.captcha_per_ip));
         let strings =
             |v: Vec<String>| toml::Value::Array(v.into_iter().map(toml::Value::String).collect());
         t.insert("insecure_cookie".into(), self.cookie.insecure.into());
+        t.insert(
+            "insecure_allow_any_host".into(),
+            self.insecure_allow_any_host.into(),
+        );
+        t.insert(
+            "forward_auth_pass_access_token".into(),
+            self.forward_auth.pass_access_token.into(),
+        );
         t.insert("sign_up".into(), self.login.sign_up.into());
         t.insert(
             "providers".into(),
@@ -453,6 +506,7 @@ impl Config {
             "allowed_redirect_hosts".into(),
             strings(self.allowed_redirect_hosts.clone()),
         );
+        t.insert("allowed_hosts".into(), strings(self.allowed_hosts.clone()));
         t.insert(
             "trusted_proxies".into(),
             strings(self.trusted_proxies.iter().map(|n| n.to_string()).collect()),
@@ -703,6 +757,46 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         key: "rate_limit_anonymous_per_ip",
         kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "rate_limit_start_per_ip",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "rate_limit_ticket_per_ip",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "rate_limit_captcha_per_ip",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "allowed_hosts",
+        kind: Kind::List,
+        secret: false,
+    },
+    KeySpec {
+        key: "insecure_allow_any_host",
+        kind: Kind::Bool,
+        secret: false,
+    },
+    KeySpec {
+        key: "forward_auth_without_trusted_proxy",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "forward_auth_pass_access_token",
+        kind: Kind::Bool,
+        secret: false,
+    },
+    KeySpec {
+        key: "client_body_timeout",
+        kind: Kind::Duration,
         secret: false,
     },
 ];
@@ -1089,20 +1183,13 @@ fn validate(mut c: Collector) -> Result<Config, ConfigErrors> {
     let session = session_settings(&mut c);
     let proxy = proxy_settings(&mut c);
     let routes = routes(&mut c);
-    let allowed_redirect_hosts = list(&mut c, "allowed_redirect_hosts", |s| {
-        let host = s.to_ascii_lowercase();
-        let bare = host.strip_prefix('.').unwrap_or(&host);
-        if bare.is_empty()
-            || !bare.split('.').all(|l| {
-                !l.is_empty() && l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
-            })
-        {
-            return Err(format!(
-                "{s:?} is not a host name (use .example.com for subdomains)"
-            ));
-        }
-        Ok(host)
-    });
+    let allowed_redirect_hosts = list(&mut c, "allowed_redirect_hosts", host_rule);
+    let allowed_hosts = list(&mut c, "allowed_hosts", host_rule);
+    let insecure_allow_any_host = match c.take("insecure_allow_any_host") {
+        None => Some(false),
+        Some(v) => parse_or(&mut c, "insecure_allow_any_host", v, parse_bool),
+    };
+    let forward_auth = forward_auth_settings(&mut c);
     let trusted_proxies = list(&mut c, "trusted_proxies", IpNet::parse);
     let metrics_listen = c.take("metrics_listen").and_then(|v| {
         parse_or(&mut c, "metrics_listen", v, |s| {
@@ -1137,6 +1224,9 @@ fn validate(mut c: Collector) -> Result<Config, ConfigErrors> {
             proxy: proxy.expect("no problems"),
             routes: routes.expect("no problems"),
             allowed_redirect_hosts: allowed_redirect_hosts.expect("no problems"),
+            allowed_hosts: allowed_hosts.expect("no problems"),
+            insecure_allow_any_host: insecure_allow_any_host.expect("no problems"),
+            forward_auth: forward_auth.expect("no problems"),
             trusted_proxies: trusted_proxies.expect("no problems"),
             metrics_listen,
             login: login.expect("no problems"),
@@ -1264,12 +1354,54 @@ fn proxy_settings(c: &mut Collector) -> Option<ProxySettings> {
         None => Some(false),
         Some(v) => parse_or(c, "pass_host_header", v, parse_bool),
     };
+    let client_body_timeout = duration(
+        c,
+        "client_body_timeout",
+        Duration::from_secs(10),
+        Duration::from_secs(3600),
+    );
     Some(ProxySettings {
         timeout: timeout?,
         max_body_size: max_body_size?,
         max_header_size: max_header_size? as usize,
         pass_host_header: pass_host_header?,
+        client_body_timeout: client_body_timeout?,
     })
+}
+
+fn forward_auth_settings(c: &mut Collector) -> Option<ForwardAuthSettings> {
+    let without_trusted_proxy = match c.take("forward_auth_without_trusted_proxy") {
+        None => Some(UntrustedForwardAuth::Deny),
+        Some(v) => parse_or(c, "forward_auth_without_trusted_proxy", v, |s| match s {
+            "deny" => Ok(UntrustedForwardAuth::Deny),
+            "root_policy" => Ok(UntrustedForwardAuth::RootPolicy),
+            _ => Err("expected deny or root_policy".into()),
+        }),
+    };
+    let pass_access_token = match c.take("forward_auth_pass_access_token") {
+        None => Some(true),
+        Some(v) => parse_or(c, "forward_auth_pass_access_token", v, parse_bool),
+    };
+    Some(ForwardAuthSettings {
+        without_trusted_proxy: without_trusted_proxy?,
+        pass_access_token: pass_access_token?,
+    })
+}
+
+/// A host name (`app.example.com`), or `.example.com` for the domain and its subdomains.
+fn host_rule(s: &str) -> Result<String, String> {
+    let host = s.to_ascii_lowercase();
+    let bare = host.strip_prefix('.').unwrap_or(&host);
+    if bare.is_empty()
+        || !bare
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'))
+    {
+        return Err(format!(
+            "{s:?} is not a host name (use .example.com for subdomains)"
+        ));
+    }
+    Ok(host)
 }
 
 fn login_settings(c: &mut Collector) -> Option<LoginSettings> {
@@ -1434,12 +1566,18 @@ fn rate_limit_settings(c: &mut Collector) -> Option<RateLimitSettings> {
     let password_per_user = rate("rate_limit_password_per_user", (10, 300));
     let password_per_ip = rate("rate_limit_password_per_ip", (10, 300));
     let anonymous_per_ip = rate("rate_limit_anonymous_per_ip", (60, 3600));
+    let start_per_ip = rate("rate_limit_start_per_ip", (60, 60));
+    let ticket_per_ip = rate("rate_limit_ticket_per_ip", (30, 60));
+    let captcha_per_ip = rate("rate_limit_captcha_per_ip", (30, 60));
     Some(RateLimitSettings {
         code_per_target: code_per_target?,
         code_per_ip: code_per_ip?,
         password_per_user: password_per_user?,
         password_per_ip: password_per_ip?,
         anonymous_per_ip: anonymous_per_ip?,
+        start_per_ip: start_per_ip?,
+        ticket_per_ip: ticket_per_ip?,
+        captcha_per_ip: captcha_per_ip?,
     })
 }
 

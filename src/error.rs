@@ -59,6 +59,18 @@ pub enum GatewayError {
     /// Over a rate limit; retry after this many seconds.
     #[error("rate limited")]
     RateLimited(u64),
+    /// The `Host` is not one the gateway serves.
+    #[error("unknown host")]
+    UnknownHost,
+    /// The client did not send its body in time.
+    #[error("request body timed out")]
+    BodyTimeout,
+    /// A method the gateway never passes on (`TRACE`, `CONNECT`).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Forward-auth asked by a caller that is not in `trusted_proxies`.
+    #[error("untrusted forward-auth caller")]
+    UntrustedProxy,
 }
 
 impl From<CloudBaseError> for GatewayError {
@@ -76,7 +88,12 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            GatewayError::Forbidden | GatewayError::Csrf => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden | GatewayError::Csrf | GatewayError::UntrustedProxy => {
+                StatusCode::FORBIDDEN
+            }
+            GatewayError::UnknownHost => StatusCode::MISDIRECTED_REQUEST,
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BadRequest(_)
             | GatewayError::FlowExpired
             | GatewayError::StateInvalid
@@ -121,6 +138,10 @@ impl GatewayError {
             GatewayError::StateInvalid => "state_invalid",
             GatewayError::WrongEnvironment => "wrong_environment",
             GatewayError::RateLimited(_) => "rate_limited",
+            GatewayError::UnknownHost => "unknown_host",
+            GatewayError::BodyTimeout => "body_timeout",
+            GatewayError::MethodNotAllowed => "method_not_allowed",
+            GatewayError::UntrustedProxy => "untrusted_proxy",
         }
     }
 
@@ -143,6 +164,10 @@ impl GatewayError {
             GatewayError::FlowExpired | GatewayError::StateInvalid => "Start again",
             GatewayError::WrongEnvironment => "Wrong environment",
             GatewayError::RateLimited(_) => "Too many requests",
+            GatewayError::UnknownHost => "Unknown site",
+            GatewayError::BodyTimeout => "Request timed out",
+            GatewayError::MethodNotAllowed => "Method not allowed",
+            GatewayError::UntrustedProxy => "Untrusted proxy",
         }
     }
 
@@ -184,6 +209,14 @@ impl GatewayError {
                 "This sign-in link is for another CloudBase environment."
             }
             GatewayError::RateLimited(_) => "Too many requests. Wait a moment and try again.",
+            GatewayError::UnknownHost => "This gateway does not serve this site name.",
+            GatewayError::BodyTimeout => {
+                "The request's body did not arrive in time. Check the connection and try again."
+            }
+            GatewayError::MethodNotAllowed => "This method is not allowed here.",
+            GatewayError::UntrustedProxy => {
+                "Forward-auth answers only the proxies listed in trusted_proxies."
+            }
         }
     }
 
@@ -215,6 +248,10 @@ impl GatewayError {
             GatewayError::FlowExpired,
             GatewayError::WrongEnvironment,
             GatewayError::RateLimited(3),
+            GatewayError::UnknownHost,
+            GatewayError::BodyTimeout,
+            GatewayError::MethodNotAllowed,
+            GatewayError::UntrustedProxy,
         ]
     }
 

@@ -19,6 +19,7 @@ pub mod entropy;
 pub mod error;
 pub mod flow;
 pub mod flows;
+pub mod hosts;
 pub mod i18n;
 pub mod jwt;
 pub mod keyring;

@@ -269,6 +269,9 @@ mod tests {
             password_per_user: None,
             password_per_ip: None,
             anonymous_per_ip: None,
+            start_per_ip: None,
+            ticket_per_ip: None,
+            captcha_per_ip: None,
         };
         let r = RateLimits::new(&s, clock.clone());
         r.code("A@example.com", "1.2.3.4").unwrap();

@@ -84,6 +84,17 @@ fn redirect_hosts(config: &Config) -> Vec<String> {
     hosts
 }
 
+/// The hosts the gateway serves: `public_url`'s, every route's and `allowed_hosts`.
+fn served_hosts(config: &Config) -> crate::hosts::HostRules {
+    let public = config.public_url.host_str().unwrap_or_default();
+    let public = crate::web::host_without_port(public);
+    crate::hosts::HostRules::new(
+        std::iter::once(public)
+            .chain(config.routes.iter().filter_map(|r| r.host.clone()))
+            .chain(config.allowed_hosts.iter().cloned()),
+    )
+}
+
 /// Builds the gateway with injected dependencies and an optional metrics listener.
 ///
 /// Fails when a listener cannot be used.
@@ -103,6 +114,13 @@ pub fn build_with(
     );
     if config.cookie.insecure {
         tracing::warn!("insecure_cookie is on: the session cookie is sent over plain http; use this for development only");
+    }
+    if config.insecure_allow_any_host {
+        tracing::warn!("insecure_allow_any_host is on: requests for any Host are served and that host is passed upstream, where links built from it can be poisoned; list the hosts in allowed_hosts instead");
+    }
+    if config.forward_auth.without_trusted_proxy == crate::config::UntrustedForwardAuth::RootPolicy
+    {
+        tracing::warn!("forward_auth_without_trusted_proxy = \"root_policy\": /__auth/auth answers callers outside trusted_proxies by the policy of /, whatever request they ask about; path policies do not hold for them");
     }
     if config.cookie.secrets.is_none() {
         tracing::warn!("no cookie_secret configured: a random key was made, and sessions end when the process does");
@@ -148,6 +166,7 @@ pub fn build_with(
         states,
         captcha_tokens,
         routes: Routes::new(config.routes.clone()),
+        hosts: served_hosts(&config),
         return_urls: ReturnUrls::new(&config.public_url, &redirect_hosts(&config)),
         sessions,
         metrics: metrics.clone(),

@@ -993,9 +993,30 @@ async fn custom_tickets_are_verified() {
         .signin_custom(&c, &Secret::new(ticket.clone()))
         .await
         .unwrap();
-    let again = env
+    let replay = env
         .client
         .signin_custom(&c, &Secret::new(ticket.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        replay.is("invalid_argument"),
+        "a ticket signs in once: {replay:?}"
+    );
+    let again = env
+        .client
+        .signin_custom(
+            &c,
+            &Secret::new(
+                create_ticket(
+                    &key(&private, "test-env", "key-1"),
+                    "dev-user-1",
+                    now_ms + 1,
+                    None,
+                    None,
+                )
+                .unwrap(),
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(

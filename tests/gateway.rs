@@ -357,6 +357,7 @@ async fn secure_cookies_take_host_or_secure_prefix() {
     let http = awc::Client::builder().disable_redirects().finish();
     let mut page = http
         .get(format!("http://{addr}/__auth/"))
+        .insert_header(("host", "app.example.com"))
         .send()
         .await
         .unwrap();
@@ -377,6 +378,7 @@ async fn secure_cookies_take_host_or_secure_prefix() {
         .unwrap();
     let resp = http
         .post(format!("http://{addr}/__auth/sign_in/password"))
+        .insert_header(("host", "app.example.com"))
         .insert_header(("cookie", csrf_cookie.split(';').next().unwrap().to_string()))
         .send_form(&[
             ("csrf", token),
@@ -1098,7 +1100,7 @@ async fn forward_auth_answers_like_oauth2_proxy() {
     assert!(resp.headers().get("location").is_none());
     assert!(resp.headers().get("x-auth-request-user").is_none());
 
-    // An untrusted peer's X-Forwarded-Uri is ignored: the default policy applies.
+    // An untrusted peer cannot say which request it asks about: refused (fail closed).
     let plain = start("[[routes]]\npath = \"/admin\"\ngroups = [\"admin\"]\n").await;
     let s2 = plain.sign_in("alice", "alice-pass-1").await;
     let resp = plain
@@ -1109,7 +1111,7 @@ async fn forward_auth_answers_like_oauth2_proxy() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.status(), 403);
 }
 
 #[actix_web::test]

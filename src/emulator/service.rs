@@ -10,6 +10,7 @@ use jsonwebtoken::DecodingKey;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::Digest;
 
 use super::error::EmuError;
 use super::keys::TokenSigner;
@@ -338,6 +339,9 @@ struct State {
     captcha_images: HashMap<String, Expiring<CaptchaImage>>,
     captcha_tokens: HashMap<String, u64>,
     captcha_sessions: HashMap<String, Expiring<CaptchaSession>>,
+    /// SHA-256 of each custom-login ticket used, until its `exp` (Unix ms): a ticket signs in
+    /// once.
+    used_tickets: HashMap<[u8; 32], u64>,
     outbox: Vec<OutboxEntry>,
     requests: Vec<Recorded>,
     faults: Vec<Fault>,
@@ -1355,8 +1359,17 @@ impl Emulator {
         if !uid_ok {
             return Err(EmuError::invalid_argument("ticket uid is invalid"));
         }
+        let exp_ms = claims.get("exp").and_then(Value::as_u64).unwrap_or(now_ms);
         let now = self.now();
         let mut st = self.state.lock();
+        // Single use, as a bearer credential should be: a ticket caught in transit or in a log
+        // cannot sign in again. Spent tickets are forgotten once they would have expired.
+        let digest: [u8; 32] = sha2::Sha256::digest(jwt.as_bytes()).into();
+        st.used_tickets.retain(|_, exp| *exp > now_ms);
+        if st.used_tickets.contains_key(&digest) {
+            return Err(EmuError::invalid_argument("ticket already used"));
+        }
+        st.used_tickets.insert(digest, exp_ms);
         let uid = match st
             .users
             .iter()

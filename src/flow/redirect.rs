@@ -11,6 +11,8 @@
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use url::Url;
 
+use crate::hosts::HostRules;
+
 /// Where a refused return URL goes.
 pub const FALLBACK: &str = "/";
 
@@ -32,7 +34,7 @@ const NON_ASCII: &AsciiSet = &CONTROLS.add(b' ');
 #[derive(Debug, Clone)]
 pub struct ReturnUrls {
     origin: Url,
-    allowed: Vec<String>,
+    allowed: HostRules,
 }
 
 impl ReturnUrls {
@@ -41,10 +43,7 @@ impl ReturnUrls {
     pub fn new(public_url: &Url, allowed_hosts: &[String]) -> ReturnUrls {
         ReturnUrls {
             origin: public_url.clone(),
-            allowed: allowed_hosts
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
+            allowed: HostRules::new(allowed_hosts),
         }
     }
 
@@ -121,25 +120,11 @@ impl ReturnUrls {
         };
         let ours = Some(host.as_str()) == self.origin.host_str()
             && url.port_or_known_default() == self.origin.port_or_known_default();
-        if ours || self.allowed_host(&host) {
+        if ours || self.allowed.matches(&host) {
             Some(url.to_string())
         } else {
             None
         }
-    }
-
-    fn allowed_host(&self, host: &str) -> bool {
-        self.allowed
-            .iter()
-            .any(|rule| match rule.strip_prefix('.') {
-                Some(domain) => {
-                    host == domain
-                        || host
-                            .strip_suffix(domain)
-                            .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1)
-                }
-                None => host == rule,
-            })
     }
 }
 

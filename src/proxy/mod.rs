@@ -44,6 +44,15 @@ async fn handle(
     worker: &Worker,
     inc: &Incoming,
 ) -> Result<HttpResponse, GatewayError> {
+    // TRACE would echo the request, bearer included, back to whoever sent it; CONNECT asks for
+    // a tunnel. Neither is ever passed on.
+    if matches!(req.method().as_str(), "TRACE" | "CONNECT") {
+        return Err(GatewayError::MethodNotAllowed);
+    }
+    // `OPTIONS *` and other targets that are not a path have no route.
+    if !req.path().starts_with('/') {
+        return Err(GatewayError::BadRequest("The address is not a path."));
+    }
     let limits = &gw.config.proxy;
     let header_bytes: usize = req
         .headers()
@@ -158,6 +167,13 @@ async fn handle(
     }
 
     let route = gw.routes.get(index);
+    // The policy saw `..` resolved, but the upstream would resolve it against its base path
+    // and climb out of it: such a path cannot be passed on as sent.
+    if route.upstream.path() != "/" && policy::has_dot_segment(req.path()) {
+        return Err(GatewayError::BadRequest(
+            "The address has . or .. segments, which this application cannot be sent.",
+        ));
+    }
     let fwd = Forwarding {
         peer: inc.peer,
         trusted: inc.trusted,

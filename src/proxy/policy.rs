@@ -1,6 +1,8 @@
-//! Route policies: which route a request belongs to and who may pass it. Rules only ever see
-//! the normalised path ([`normalize_path`]), so `/admin/../admin`, `%2e%2e`, `//admin`,
-//! `;` parameters and encoded slashes cannot walk around them.
+//! Route policies: which route a request belongs to and who may pass it. Rules see the
+//! normalised path ([`normalize_path`]), so `/admin/../admin`, `%2e%2e`, `//admin`, `;`
+//! parameters and encoded slashes cannot walk around them; and a rule guards every reading an
+//! upstream might give a path (as sent, or case-folded as Express, ASP.NET Core and IIS route),
+//! the strictest decision winning.
 
 use percent_encoding::percent_decode;
 
@@ -42,11 +44,38 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     Some(path)
 }
 
+/// Whether `raw` has a `.` or `..` segment in any reading: as sent, or percent-decoded once or
+/// twice, with `/` or `\\` as separators and `;` parameters dropped.
+pub fn has_dot_segment(raw: &str) -> bool {
+    let raw = raw.split(['?', '#']).next().unwrap_or_default();
+    let mut form = std::borrow::Cow::Borrowed(raw);
+    for _ in 0..3 {
+        if form
+            .split(['/', '\\'])
+            .map(|seg| seg.split(';').next().unwrap_or_default())
+            .any(|seg| seg == "." || seg == "..")
+        {
+            return true;
+        }
+        if !form.contains('%') {
+            break;
+        }
+        form = std::borrow::Cow::Owned(
+            percent_decode(form.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
+    }
+    false
+}
+
 /// The compiled route table.
 #[derive(Debug, Clone)]
 pub struct Routes {
     routes: Vec<RouteSpec>,
     labels: Vec<std::sync::Arc<str>>,
+    /// Each route's path prefix, case-folded, for the case-folded reading of a path.
+    folded: Vec<String>,
 }
 
 /// What the policy says about one request.
@@ -67,7 +96,12 @@ impl Routes {
             .iter()
             .map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path).into())
             .collect();
-        Routes { routes, labels }
+        let folded = routes.iter().map(|r| r.path.to_lowercase()).collect();
+        Routes {
+            routes,
+            labels,
+            folded,
+        }
     }
 
     /// The metrics label of route `index` (host and path prefix), made once.
@@ -78,12 +112,22 @@ impl Routes {
     /// The route for `host` (no port, any case) and the normalised `path`: a route naming the
     /// host beats one that does not, then the longest prefix wins (on segment boundaries).
     pub fn find(&self, host: &str, path: &str) -> Option<(usize, &RouteSpec)> {
+        self.best(host, |i| prefix_matches(&self.routes[i].path, path))
+    }
+
+    /// Like [`find`](Self::find), for a case-folded `path` matched against the case-folded
+    /// prefixes.
+    fn find_folded(&self, host: &str, folded_path: &str) -> Option<(usize, &RouteSpec)> {
+        self.best(host, |i| prefix_matches(&self.folded[i], folded_path))
+    }
+
+    fn best(&self, host: &str, matches: impl Fn(usize) -> bool) -> Option<(usize, &RouteSpec)> {
         let host = host.to_ascii_lowercase();
         self.routes
             .iter()
             .enumerate()
             .filter(|(_, r)| r.host.as_deref().is_none_or(|h| h == host))
-            .filter(|(_, r)| prefix_matches(&r.path, path))
+            .filter(|(i, _)| matches(*i))
             .max_by_key(|(i, r)| {
                 (
                     r.host.is_some(),
@@ -93,11 +137,12 @@ impl Routes {
             })
     }
 
-    /// The decision for a request, taking the stricter of two readings of its path: the
-    /// normalised path, and the path exactly as sent. An upstream that does not decode `%2F`
-    /// or resolve `..;` sees the second, so `/admin/x%2F..%2F..%2Fpublic` must pass `/admin`'s
-    /// policy as well as `/public`'s. Returns the normalised path's route (which also picks the
-    /// upstream), or `None` when no route matches.
+    /// The decision for a request, taking the strictest over every reading of its path an
+    /// upstream might use: the normalised path; the path exactly as sent (an upstream that does
+    /// not decode `%2F` or resolve `..;` sees that, so `/admin/x%2F..%2F..%2Fpublic` must pass
+    /// `/admin`'s policy as well as `/public`'s); and both of them case-folded (Express, ASP.NET
+    /// Core and IIS route `/ADMIN` to `/admin`'s handlers). Returns the normalised path's route
+    /// (which also picks the upstream), or `None` when no route matches.
     pub fn check(
         &self,
         host: &str,
@@ -106,22 +151,41 @@ impl Routes {
         session: Option<&SessionRecord>,
     ) -> Option<(usize, Decision)> {
         let (index, route) = self.find(host, normalized)?;
-        let mut decision = decide(&route.policy, session);
-        if decision == Decision::Allow {
-            let raw = raw_path.split(['?', '#']).next().unwrap_or_default();
-            if let Some((raw_index, raw_route)) = self.find(host, raw) {
-                if raw_index != index {
-                    decision = decide(&raw_route.policy, session);
+        let decision = decide(&route.policy, session);
+        if decision != Decision::Allow {
+            return Some((index, decision));
+        }
+        let raw = raw_path.split(['?', '#']).next().unwrap_or_default();
+        let readings = [
+            self.find(host, raw),
+            fold(normalized).and_then(|p| self.find_folded(host, &p)),
+            fold(raw).and_then(|p| self.find_folded(host, &p)),
+        ];
+        for (other, other_route) in readings.into_iter().flatten() {
+            if other != index {
+                let d = decide(&other_route.policy, session);
+                if d != Decision::Allow {
+                    return Some((index, d));
                 }
             }
         }
-        Some((index, decision))
+        Some((index, Decision::Allow))
     }
 
     /// The route at `index` (as returned by [`find`](Self::find)).
     pub fn get(&self, index: usize) -> &RouteSpec {
         &self.routes[index]
     }
+}
+
+/// `path` case-folded, or `None` when folding changes nothing (the common, all-lower-case
+/// path costs no allocation).
+fn fold(path: &str) -> Option<String> {
+    if path.is_ascii() && !path.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let folded = path.to_lowercase();
+    (folded != path).then_some(folded)
 }
 
 fn prefix_matches(prefix: &str, path: &str) -> bool {
@@ -208,6 +272,72 @@ mod tests {
         assert_eq!(idx("app.example.com", "/publicity"), Some(0));
         assert_eq!(idx("app.example.com", "/public/private"), Some(2));
         assert_eq!(idx("ADMIN.example.com", "/public"), Some(3));
+    }
+
+    #[test]
+    fn dot_segments_are_found_in_every_reading() {
+        for raw in [
+            "/../internal",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/%2E%2e/x",
+            "/%252e%252e/x",
+            "/a/..;/x",
+            "/a\\..\\x",
+            "/a%2f..%2fx",
+            "/./x",
+            "/a/.",
+        ] {
+            assert!(has_dot_segment(raw), "{raw}");
+        }
+        for raw in [
+            "/",
+            "/a/b",
+            "/a..b/",
+            "/.well-known/x",
+            "/x?y=/../z",
+            "/...",
+            "/a.b",
+        ] {
+            assert!(!has_dot_segment(raw), "{raw}");
+        }
+    }
+
+    #[test]
+    fn case_folded_paths_get_the_stricter_policy() {
+        let routes = Routes::new(vec![
+            route(None, "/", Policy::Public),
+            route(None, "/admin", Policy::Groups(vec!["admins".into()])),
+            route(None, "/api", Policy::Registered),
+            route(None, "/Docs", Policy::Public),
+        ]);
+        let d = |raw: &str| {
+            let n = normalize_path(raw).unwrap();
+            routes.check("h", raw, &n, None).map(|(_, d)| d)
+        };
+        for raw in [
+            "/ADMIN/users",
+            "/Admin",
+            "/%41DMIN/users",
+            "/API/data",
+            "/x/../ADMIN",
+            "/ADMIN/x%2F..%2F..%2Fdocs",
+        ] {
+            assert_eq!(d(raw), Some(Decision::SignIn), "{raw}");
+        }
+        assert_eq!(d("/admins"), Some(Decision::Allow));
+        assert_eq!(
+            d("/ADMIN%2F..%2Fdocs"),
+            Some(Decision::Allow),
+            "one segment to an upstream that keeps %2F"
+        );
+        assert_eq!(
+            d("/docs/x"),
+            Some(Decision::Allow),
+            "a public folded reading"
+        );
+        assert_eq!(fold("/plain/path"), None);
+        assert_eq!(fold("/ǅ").as_deref(), Some("/ǆ"));
     }
 
     #[test]

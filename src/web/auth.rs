@@ -147,12 +147,15 @@ const MAX_TICKET_BODY: usize = 16 * 1024;
 
 /// `POST /__auth/ticket`: signs in with a custom-login ticket.
 ///
-/// - A form post (`ticket`, `rd`, and `csrf` or a same-origin `Origin`) ends in the session
-///   cookie and a 302 to the validated `rd`.
+/// - A form post (`ticket`, `rd` and `csrf`, the token required as on every form: a plain
+///   HTML form in the app behind us, which shares our origin, must not be able to sign the
+///   visitor into someone else's account) ends in the session cookie and a 302 to the
+///   validated `rd`.
 /// - A JSON post (`Content-Type: application/json`, `{"ticket", "rd"}`; browsers cannot send
-///   that cross-site without CORS, which the gateway never grants) answers
-///   `{"sub", "scope", "anonymous", "rd", "expires_in"}` with the session cookie in
-///   `Set-Cookie`, for an app's own code or backend that obtains the cookie for its user.
+///   that cross-site without CORS, which the gateway never grants, and a foreign `Origin` is
+///   refused besides) answers `{"sub", "scope", "anonymous", "rd", "expires_in"}` with the
+///   session cookie in `Set-Cookie`, for an app's own code or backend that obtains the cookie
+///   for its user.
 pub async fn ticket_sign_in(
     req: HttpRequest,
     body: web::Bytes,
@@ -177,6 +180,9 @@ pub async fn ticket_sign_in(
         if body.len() > MAX_TICKET_BODY {
             return pages::error_response(&GatewayError::BodyTooLarge, &inc);
         }
+        if forms::post_origin(&gw, &req) == forms::PostOrigin::Foreign {
+            return pages::error_response(&GatewayError::Csrf, &inc);
+        }
         #[derive(serde::Deserialize)]
         struct Body {
             ticket: String,
@@ -198,18 +204,7 @@ pub async fn ticket_sign_in(
         let (csrf, _) = forms::csrf_cookie(&gw, &req);
         (Secret::new(parsed.ticket), rd, Browser::from_csrf(&csrf))
     } else {
-        let checked = match csrf_form(&gw, &req, &body) {
-            Ok((form, browser)) => Ok((form, browser)),
-            Err(GatewayError::Csrf)
-                if forms::post_origin(&gw, &req) == forms::PostOrigin::Ours
-                    && body.len() <= MAX_TICKET_BODY =>
-            {
-                let (csrf, _) = forms::csrf_cookie(&gw, &req);
-                Ok((Form::parse(&body), Browser::from_csrf(&csrf)))
-            }
-            Err(e) => Err(e),
-        };
-        let (form, browser) = match checked {
+        let (form, browser) = match csrf_form(&gw, &req, &body) {
             Ok(f) => f,
             Err(e) => return pages::error_response(&e, &inc),
         };

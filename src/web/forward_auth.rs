@@ -1,19 +1,34 @@
-//! `GET /__auth/auth`: forward-auth for nginx `auth_request`, Traefik ForwardAuth and Caddy
-//! `forward_auth`. 202 with identity headers when the policy allows, 401 without a session,
-//! 403 when the policy refuses; never a redirect. The original request's host, URI and method
-//! come from `X-Forwarded-Host/-Uri/-Method` only when a trusted proxy sent them.
+//! `GET /__auth/auth`: forward-auth for nginx `auth_request`. 202 with identity headers when
+//! the policy allows, 401 without a session, 403 when the policy refuses; never a redirect.
+//!
+//! Which request is asked about comes from one documented set of headers, and only from a
+//! caller in `trusted_proxies` (anyone else gets 403, or with
+//! `forward_auth_without_trusted_proxy = "root_policy"` the policy of `/`):
+//!
+//! - `X-Original-URL` (a full URL, or a path), else `X-Forwarded-Uri`, else `X-Original-URI`;
+//!   nginx passes the browser's own headers to the subrequest unless its configuration sets
+//!   each one, so every one of them that is present must name the same path, and none may
+//!   repeat (400 otherwise): a browser's extra `X-Forwarded-Uri: /public` cannot stand in for
+//!   the URI nginx set;
+//! - the host is the `Host` nginx sends (`proxy_set_header Host $host`), never
+//!   `X-Forwarded-Host`, which nginx would pass on from the browser; an `X-Original-URL` naming
+//!   another host is refused (400).
+//!
+//! The access token (`Authorization`, `X-Auth-Request-Access-Token`) goes only to a trusted
+//! proxy, and only with `forward_auth_pass_access_token`: any script on the origin could
+//! otherwise `fetch` this endpoint and read it.
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::pages;
 use super::{host_without_port, Gateway, Worker};
-use crate::config::Policy;
+use crate::config::{Policy, UntrustedForwardAuth};
 use crate::error::GatewayError;
 use crate::proxy::policy::{decide, normalize_path, Decision};
 
-/// Set once the misconfiguration warning has been logged.
-static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The URI headers, in the order they are preferred.
+const URI_HEADERS: [&str; 3] = ["x-original-url", "x-forwarded-uri", "x-original-uri"];
 
 /// The handler.
 pub async fn auth(
@@ -24,39 +39,30 @@ pub async fn auth(
     let mut inc = gw.incoming(&req);
     // A forward-auth answer is read by a proxy, never rendered: always JSON, never a redirect.
     inc.navigation = false;
-    let trusted_header = |name: &str| {
-        inc.trusted
-            .then(|| req.headers().get(name))
-            .flatten()
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+    let mode = gw.config.forward_auth.without_trusted_proxy;
+    let uri = match original_uri(req.headers(), &inc.host, inc.trusted, mode) {
+        Ok(uri) => uri,
+        Err(e) => {
+            static HINT: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
+            if matches!(e, GatewayError::UntrustedProxy) && HINT.ready(gw.clock.unix_secs(), 60) {
+                tracing::warn!(
+                    peer = ?inc.peer,
+                    "forward-auth refused: the caller is not in trusted_proxies, so it cannot say which request it asks about; add the proxy's address to trusted_proxies"
+                );
+            }
+            return pages::error_response(&e, &inc);
+        }
     };
-    let host = trusted_header("x-forwarded-host")
-        .map(|h| host_without_port(h.split(',').next().unwrap_or_default().trim()))
-        .unwrap_or_else(|| inc.host.clone());
-    if !inc.trusted
-        && (req.headers().contains_key("x-forwarded-uri")
-            || req.headers().contains_key("x-original-uri"))
-        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
-    {
-        tracing::warn!(
-            peer = ?inc.peer,
-            "forward-auth request carries X-Forwarded-Uri from an address not in trusted_proxies; it is ignored and the policy of / applies (add the proxy to trusted_proxies)"
-        );
-    }
-    let uri = trusted_header("x-forwarded-uri")
-        .or_else(|| trusted_header("x-original-uri"))
-        .unwrap_or_else(|| "/".to_string());
     let Some(path) = normalize_path(&uri) else {
-        return pages::json_error(&GatewayError::BadRequest(
-            "The forwarded URI is not a valid path.",
-        ));
+        return pages::error_response(
+            &GatewayError::BadRequest("The forwarded URI is not a valid path."),
+            &inc,
+        );
     };
 
     let public = gw
         .routes
-        .find(&host, &path)
+        .find(&inc.host, &path)
         .is_some_and(|(_, r)| r.policy == Policy::Public);
     let lookup = match gw.session(&req, &worker).await {
         Ok(l) => l,
@@ -70,7 +76,7 @@ pub async fn auth(
     let record = lookup.session.as_ref().map(|l| l.record.as_ref());
     let decision = gw
         .routes
-        .check(&host, &uri, &path, record)
+        .check(&inc.host, &uri, &path, record)
         .map(|(_, d)| d)
         .unwrap_or_else(|| decide(&Policy::Authenticated, record));
     let mut resp = match decision {
@@ -99,12 +105,14 @@ pub async fn auth(
                 );
                 put("x-auth-request-groups", &r.user.groups.join(","));
                 put("x-auth-request-scope", &r.scope);
-                if let Some((bearer, bare)) = r.token_headers() {
-                    h.insert(
-                        header::HeaderName::from_static("x-auth-request-access-token"),
-                        bare.clone(),
-                    );
-                    h.insert(header::AUTHORIZATION, bearer.clone());
+                if inc.trusted && gw.config.forward_auth.pass_access_token {
+                    if let Some((bearer, bare)) = r.token_headers() {
+                        h.insert(
+                            header::HeaderName::from_static("x-auth-request-access-token"),
+                            bare.clone(),
+                        );
+                        h.insert(header::AUTHORIZATION, bearer.clone());
+                    }
                 }
             }
             resp
@@ -114,4 +122,169 @@ pub async fn auth(
         let _ = resp.add_cookie(c);
     }
     resp
+}
+
+/// The path and query of the request the proxy asks about, read from the URI headers of a
+/// trusted caller (see the module's documentation); `host` is the caller's `Host`, without
+/// port.
+///
+/// Fails with [`GatewayError::UntrustedProxy`] for an untrusted caller (unless `mode` says to
+/// check `/`), and [`GatewayError::BadRequest`] for a URI header that repeats, headers that
+/// name different paths, an `X-Original-URL` for another host, or no URI header at all.
+pub fn original_uri(
+    headers: &HeaderMap,
+    host: &str,
+    trusted: bool,
+    mode: UntrustedForwardAuth,
+) -> Result<String, GatewayError> {
+    if !trusted {
+        return match mode {
+            UntrustedForwardAuth::Deny => Err(GatewayError::UntrustedProxy),
+            UntrustedForwardAuth::RootPolicy => Ok("/".to_string()),
+        };
+    }
+    let mut found: Vec<String> = Vec::with_capacity(URI_HEADERS.len());
+    for name in URI_HEADERS {
+        let mut values = headers.get_all(name);
+        let Some(value) = values.next() else {
+            continue;
+        };
+        if values.next().is_some() {
+            return Err(GatewayError::BadRequest(
+                "A forwarded URI header is repeated.",
+            ));
+        }
+        let value = value
+            .to_str()
+            .map_err(|_| GatewayError::BadRequest("A forwarded URI header is not readable."))?
+            .trim();
+        let uri = if name == "x-original-url" {
+            url_path(value, host)?
+        } else {
+            value.to_string()
+        };
+        if !uri.starts_with('/') {
+            return Err(GatewayError::BadRequest(
+                "A forwarded URI header is not a path.",
+            ));
+        }
+        found.push(uri);
+    }
+    let Some(first) = found.first() else {
+        return match mode {
+            UntrustedForwardAuth::RootPolicy => Ok("/".to_string()),
+            UntrustedForwardAuth::Deny => Err(GatewayError::BadRequest(
+                "Set X-Original-URL or X-Forwarded-Uri to the URI being checked.",
+            )),
+        };
+    };
+    let path = |u: &str| u.split(['?', '#']).next().unwrap_or_default().to_string();
+    if found.iter().any(|u| path(u) != path(first)) {
+        return Err(GatewayError::BadRequest(
+            "The forwarded URI headers name different paths.",
+        ));
+    }
+    Ok(first.clone())
+}
+
+/// The path and query of `X-Original-URL`: a path as it is, or a full http(s) URL whose host
+/// must be `host` (the path is taken as written, so the policy sees the raw path too).
+fn url_path(value: &str, host: &str) -> Result<String, GatewayError> {
+    if value.starts_with('/') {
+        return Ok(value.to_string());
+    }
+    let bad = || GatewayError::BadRequest("X-Original-URL is not an http(s) URL of this host.");
+    let (scheme, rest) = value.split_once("://").ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad());
+    }
+    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.contains('@') || host_without_port(authority) != host {
+        return Err(bad());
+    }
+    Ok(match path.chars().next() {
+        None => "/".to_string(),
+        Some('/') => path.to_string(),
+        Some(_) => format!("/{path}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderName;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    fn read(pairs: &[(&'static str, &'static str)]) -> Result<String, String> {
+        original_uri(
+            &h(pairs),
+            "app.example.com",
+            true,
+            UntrustedForwardAuth::Deny,
+        )
+        .map_err(|e| e.code().to_string())
+    }
+
+    #[test]
+    fn the_uri_comes_from_agreeing_headers_of_a_trusted_caller() {
+        assert_eq!(read(&[("x-forwarded-uri", "/a?b=1")]).unwrap(), "/a?b=1");
+        assert_eq!(
+            read(&[("x-original-url", "https://App.Example.com:8443/a?b=1")]).unwrap(),
+            "/a?b=1"
+        );
+        assert_eq!(
+            read(&[("x-original-url", "http://app.example.com")]).unwrap(),
+            "/"
+        );
+        assert_eq!(read(&[("x-original-uri", "/x")]).unwrap(), "/x");
+        assert_eq!(
+            read(&[
+                ("x-original-url", "https://app.example.com/admin?x"),
+                ("x-forwarded-uri", "/admin"),
+            ])
+            .unwrap(),
+            "/admin?x",
+            "the query takes no part in agreeing"
+        );
+        for bad in [
+            &[("x-original-uri", "/admin"), ("x-forwarded-uri", "/public")][..],
+            &[
+                ("x-original-url", "https://app.example.com/admin"),
+                ("x-forwarded-uri", "/public"),
+            ],
+            &[
+                ("x-forwarded-uri", "/admin"),
+                ("x-forwarded-uri", "/public"),
+            ],
+            &[("x-original-url", "https://open.example.com/admin")],
+            &[("x-original-url", "https://x@app.example.com/admin")],
+            &[("x-original-url", "javascript://app.example.com/x")],
+            &[("x-forwarded-uri", "admin")],
+            &[],
+        ] {
+            assert_eq!(read(bad), Err("bad_request".to_string()), "{bad:?}");
+        }
+        let untrusted = original_uri(
+            &h(&[("x-forwarded-uri", "/public")]),
+            "app.example.com",
+            false,
+            UntrustedForwardAuth::Deny,
+        );
+        assert!(matches!(untrusted, Err(GatewayError::UntrustedProxy)));
+        let root = original_uri(
+            &h(&[("x-forwarded-uri", "/public")]),
+            "app.example.com",
+            false,
+            UntrustedForwardAuth::RootPolicy,
+        );
+        assert_eq!(root.unwrap(), "/");
+    }
 }

@@ -61,6 +61,8 @@ pub struct Gateway {
     pub states: crate::flow::state::States,
     /// Solved captcha tokens per browser.
     pub captcha_tokens: crate::flows::captcha::TokenCache,
+    /// The hosts served: `public_url`'s, the routes' and `allowed_hosts`.
+    pub hosts: crate::hosts::HostRules,
 }
 
 /// What one worker thread owns.
@@ -112,6 +114,43 @@ impl Gateway {
                 .iter()
                 .any(|n: &IpNet| n.contains(ip))
         })
+    }
+
+    /// Why `req` names no host this gateway serves, if it does not: two `Host` headers, an
+    /// absolute-form target naming another host than its `Host`, or a host other than
+    /// `public_url`'s, the routes' and `allowed_hosts` (any host with
+    /// `insecure_allow_any_host`). An app that builds links from the host it is told must never
+    /// be told a host the gateway does not own. A request without any host (HTTP/1.0) is
+    /// answered as `public_url`'s.
+    pub fn host_refusal(&self, req: &HttpRequest) -> Option<crate::error::GatewayError> {
+        use crate::error::GatewayError;
+        let mut hosts = req.headers().get_all(header::HOST);
+        let host = hosts.next();
+        if hosts.next().is_some() {
+            return Some(GatewayError::BadRequest(
+                "The request has more than one Host header.",
+            ));
+        }
+        let host = host.map(|v| v.to_str().map(host_without_port));
+        let target = req.uri().authority().map(|a| host_without_port(a.as_str()));
+        let host = match (host, target) {
+            (Some(Err(_)), _) => {
+                return Some(GatewayError::BadRequest("The Host header is not readable."))
+            }
+            (Some(Ok(h)), Some(t)) if h != t => {
+                return Some(GatewayError::BadRequest(
+                    "The request names two different hosts.",
+                ))
+            }
+            (Some(Ok(h)), _) => h,
+            (None, Some(t)) => t,
+            (None, None) => return None,
+        };
+        if self.config.insecure_allow_any_host || self.hosts.matches(&host) {
+            None
+        } else {
+            Some(GatewayError::UnknownHost)
+        }
     }
 
     /// The facts about `req`.

@@ -478,11 +478,7 @@ pub fn error_response_to(
             request_id: &inc.request_id,
         },
     );
-    if let Some(secs) = err.retry_after() {
-        if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-    }
+    decorate(err, &mut resp);
     resp
 }
 
@@ -493,13 +489,39 @@ pub fn json_error(err: &GatewayError) -> HttpResponse {
     if matches!(err, GatewayError::Unauthenticated) {
         b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
     }
-    if let Some(secs) = err.retry_after() {
-        b.insert_header((header::RETRY_AFTER, secs.to_string()));
-    }
-    b.json(serde_json::json!({
+    let mut resp = b.json(serde_json::json!({
         "error": err.code(),
         "error_description": err.description(),
-    }))
+    }));
+    decorate(err, &mut resp);
+    resp
+}
+
+/// The headers that go with an error whatever its body: `Retry-After` with every wait, `Allow`
+/// with a refused method, and `Connection: close` after a body that never arrived (the rest of
+/// it cannot be told from a next request).
+fn decorate(err: &GatewayError, resp: &mut HttpResponse) {
+    let h = resp.headers_mut();
+    if let Some(secs) = err.retry_after() {
+        if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+            h.insert(header::RETRY_AFTER, v);
+        }
+    }
+    match err {
+        GatewayError::MethodNotAllowed => {
+            h.insert(
+                header::ALLOW,
+                header::HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+        }
+        GatewayError::BodyTimeout => {
+            h.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+        _ => {}
+    }
 }
 
 /// A 302 to `location` that is never cached.

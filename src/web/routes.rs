@@ -3,6 +3,7 @@
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage, HttpResponse};
+use futures_util::future::Either;
 use tracing::Instrument;
 
 use super::{account, auth, captcha, forward_auth, login, provider, Gateway, RequestId, PREFIX};
@@ -117,9 +118,31 @@ where
         .unwrap_or_else(|| gw.as_ref().map(|g| g.entropy.hex_id()).unwrap_or_default());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    // Health checks carry whatever host the orchestrator uses (a pod IP): they are exempt.
+    let health = matches!(req.path(), "/ping" | "/ready");
+    let refusal = gw
+        .as_ref()
+        .filter(|_| !health)
+        .and_then(|g| g.host_refusal(req.request()).map(|e| (g, e)));
     let fut = {
         let _entered = span.enter();
-        srv.call(req)
+        match refusal {
+            None => Either::Left(srv.call(req)),
+            Some((g, e)) => {
+                let inc = g.incoming(req.request());
+                static HINT: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
+                if matches!(e, crate::error::GatewayError::UnknownHost)
+                    && HINT.ready(g.clock.unix_secs(), 60)
+                {
+                    tracing::warn!(
+                        host = %inc.host,
+                        "request for a host this gateway does not serve refused; add it to allowed_hosts, or give the proxy in front `Host` as the browser sent it"
+                    );
+                }
+                let resp = super::pages::error_response(&e, &inc);
+                Either::Right(std::future::ready(Ok(req.into_response(resp))))
+            }
+        }
     };
     async move {
         let mut res = fut.await?;

@@ -392,3 +392,36 @@ pub async fn send_code(b: &Browser, tab: &str, field: &str, value: &str, rd: &st
     )
     .await
 }
+
+// ----- custom-login tickets -----
+
+/// An RSA key pair for tickets and a second, unrelated private key (PKCS#8 PEMs): `(private,
+/// public, other_private)`.
+pub fn ticket_keys() -> (String, String, String) {
+    use rand::SeedableRng;
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let key = |seed: u64| {
+        rsa::RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(seed), 2048).unwrap()
+    };
+    let k = key(7);
+    (
+        k.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+        rsa::RsaPublicKey::from(&k)
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+        key(8).to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+    )
+}
+
+/// A ticket for `dev-user-42` signed with `private` for `env`, issued at `now_ms` (tickets
+/// sign in once: give each use its own `now_ms`).
+pub fn make_ticket(private: &str, env: &str, now_ms: u64) -> String {
+    use cloudbase_gateway::secret::Secret;
+    use cloudbase_gateway::ticket::{create_ticket, KeyFile};
+    let key = KeyFile {
+        private_key_id: "key-1".into(),
+        private_key: Secret::new(private),
+        env_id: Some(env.into()),
+    };
+    create_ticket(&key, "dev-user-42", now_ms, None, None).unwrap()
+}

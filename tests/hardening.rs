@@ -1,0 +1,608 @@
+//! Regression tests for the policy bypasses and session weaknesses of issue 14, one test per
+//! finding, each named after it: over real HTTP, the attack fails and the legitimate request
+//! still works, and the upstream never saw what the gateway refused.
+
+mod common;
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use harness::{start, Browser, Setup};
+use serde_json::{json, Value};
+
+/// What a recording upstream saw: `METHOD path?query` per request.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<String>>>);
+
+impl Seen {
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+    fn any(&self, needle: &str) -> bool {
+        self.all()
+            .iter()
+            .any(|l| l.to_ascii_lowercase().contains(needle))
+    }
+}
+
+/// An upstream that records each request and answers `{path, query, headers}` as JSON. With
+/// `fold`, it reads paths case-insensitively (as Express 4, ASP.NET Core and IIS route), and
+/// answers the lower-cased path.
+fn spawn_recording(fold: bool) -> (String, Seen) {
+    let seen = Seen::default();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let log = seen.clone();
+    let server = HttpServer::new(move || {
+        let log = log.clone();
+        App::new().default_service(web::to(move |req: HttpRequest| {
+            let log = log.clone();
+            async move {
+                let raw = req.uri().path().to_string();
+                let path = if fold { raw.to_lowercase() } else { raw };
+                log.0.lock().unwrap().push(format!(
+                    "{} {}?{}",
+                    req.method(),
+                    req.uri().path(),
+                    req.query_string()
+                ));
+                let headers: serde_json::Map<String, Value> = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            Value::String(v.to_str().unwrap_or("").to_string()),
+                        )
+                    })
+                    .collect();
+                HttpResponse::Ok().json(json!({
+                    "path": path,
+                    "query": req.query_string(),
+                    "headers": headers,
+                }))
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(l)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    (url, seen)
+}
+
+type Answer = (u16, Vec<(String, String)>, String);
+
+/// A raw HTTP/1.1 exchange: `head` is sent as is (CRLFs included), then `body`; the answer's
+/// status, headers (lower-case names) and body, read until the server closes or 15 s pass.
+/// Blocking I/O, run off the test's runtime so the servers on it keep going.
+async fn raw_from(local: Option<&str>, addr: &str, head: &str, body: &[u8]) -> Answer {
+    let (local, addr, head, body) = (
+        local.map(str::to_string),
+        addr.to_string(),
+        head.to_string(),
+        body.to_vec(),
+    );
+    actix_web::rt::task::spawn_blocking(move || raw_blocking(local.as_deref(), &addr, &head, &body))
+        .await
+        .unwrap()
+}
+
+fn raw_blocking(local: Option<&str>, addr: &str, head: &str, body: &[u8]) -> Answer {
+    let target: SocketAddr = addr.trim_start_matches("http://").parse().unwrap();
+    let mut s = match local {
+        None => TcpStream::connect(target).unwrap(),
+        Some(ip) => {
+            let sock =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            let from: SocketAddr = format!("{ip}:0").parse().unwrap();
+            sock.bind(&from.into()).unwrap();
+            sock.connect(&target.into()).unwrap();
+            sock.into()
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                // One answer is enough: stop once its declared body is in.
+                if let Some(done) = complete(&out) {
+                    out.truncate(done);
+                    break;
+                }
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// The length of the first complete response in `out` that declares a `Content-Length`.
+fn complete(out: &[u8]) -> Option<usize> {
+    let text = String::from_utf8_lossy(out);
+    let (head, _) = text.split_once("\r\n\r\n")?;
+    let len: usize = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())?
+    })?;
+    let total = head.len() + 4 + len;
+    (out.len() >= total).then_some(total)
+}
+
+async fn raw(addr: &str, head: &str) -> Answer {
+    raw_from(None, addr, head, b"").await
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn host_of(s: &Setup) -> String {
+    s.url.trim_start_matches("http://").to_string()
+}
+
+/// A signed-in browser (password).
+async fn signed_in(s: &Setup, user: &str, password: &str) -> Browser {
+    let b = s.browser();
+    let page = b.password_sign_in(user, password, "/").await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert!(b.session().is_some());
+    b
+}
+
+/// A browser signed in as a guest.
+async fn guest(s: &Setup) -> Browser {
+    let b = s.browser();
+    b.get("/__auth/").await;
+    let page = b.post("/__auth/sign_in/anonymous", &[("rd", "/")]).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    b
+}
+
+/// `GET /__auth/auth` from `b`'s address (`127.0.0.1`) with its cookies and `headers`.
+async fn forward_auth(b: &Browser, headers: &[(&str, &str)]) -> awc::ClientResponse<impl Sized> {
+    let mut req = b.http.get(b.url("/__auth/auth"));
+    let cookies = b.cookie_header();
+    if !cookies.is_empty() {
+        req = req.insert_header(("cookie", cookies));
+    }
+    for (k, v) in headers {
+        req = req.append_header((*k, *v));
+    }
+    req.send().await.unwrap()
+}
+
+// ----- 1. case -----
+
+#[actix_web::test]
+async fn case_bypass_upper_case_paths_get_the_stricter_policy() {
+    let (echo, seen) = spawn_recording(true);
+    let s = start(&format!(
+        "trusted_proxies = [\"127.0.0.1\"]\n\
+         [[routes]]\npath = \"/\"\npolicy = \"public\"\nupstream = \"{echo}\"\n\
+         [[routes]]\npath = \"/admin\"\ngroups = [\"admin\"]\nupstream = \"{echo}\"\n\
+         [[routes]]\npath = \"/api\"\npolicy = \"registered\"\nupstream = \"{echo}\"\n"
+    ))
+    .await;
+    let nobody = s.browser();
+    for path in ["/ADMIN/users", "/Admin/users", "/%41DMIN/users", "/aDmIn"] {
+        assert_eq!(nobody.upstream(path).await.0, 401, "{path}");
+        let page = nobody.get(path).await;
+        assert_eq!(page.status, 302, "{path}");
+        assert!(page.location.starts_with("/__auth/?rd="), "{path}");
+    }
+    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    for path in ["/ADMIN/users", "/admin/users", "/API/../ADMIN"] {
+        assert_eq!(alice.upstream(path).await.0, 403, "{path}");
+    }
+    let visitor = guest(&s).await;
+    for path in ["/API/data", "/Api/data", "/api/data"] {
+        assert_eq!(visitor.upstream(path).await.0, 403, "{path}");
+    }
+    // Forward-auth checks the same readings.
+    for uri in ["/ADMIN", "/Admin/users?x=1"] {
+        let resp = forward_auth(&nobody, &[("x-forwarded-uri", uri)]).await;
+        assert_eq!(resp.status(), 401, "{uri}");
+        let resp = forward_auth(&visitor, &[("x-forwarded-uri", uri)]).await;
+        assert_eq!(resp.status(), 403, "{uri}");
+    }
+    assert_eq!(
+        forward_auth(&visitor, &[("x-forwarded-uri", "/API/data")])
+            .await
+            .status(),
+        403
+    );
+    assert!(!seen.any("admin") && !seen.any("/api"), "{:?}", seen.all());
+
+    // What the policies allow still passes.
+    let (status, body) = alice.upstream("/API/data").await;
+    assert_eq!((status, body["path"].as_str()), (200, Some("/api/data")));
+    assert_eq!(visitor.upstream("/Public/Page").await.0, 200);
+    assert_eq!(nobody.upstream("/docs").await.0, 200);
+    assert_eq!(
+        forward_auth(&alice, &[("x-forwarded-uri", "/API/data")])
+            .await
+            .status(),
+        202
+    );
+}
+
+// ----- 2, 3, 7. forward-auth headers, failing closed, token exposure -----
+
+#[actix_web::test]
+async fn forwarded_headers_bypass_uri_headers_must_agree_and_the_host_is_never_forwarded() {
+    let s = start(
+        "trusted_proxies = [\"127.0.0.1\"]\n\
+         [[routes]]\nhost = \"open.example.com\"\npath = \"/\"\npolicy = \"public\"\n\
+         [[routes]]\npath = \"/public\"\npolicy = \"public\"\n\
+         [[routes]]\npath = \"/admin\"\ngroups = [\"admin\"]\n",
+    )
+    .await;
+    let host = host_of(&s);
+    let nobody = s.browser();
+    let attacks: Vec<Vec<(&str, String)>> = vec![
+        // nginx set X-Original-URI; the browser added X-Forwarded-Uri.
+        vec![
+            ("x-original-uri", "/admin".into()),
+            ("x-forwarded-uri", "/public".into()),
+        ],
+        // nginx set X-Forwarded-Uri; the browser added X-Original-URL for a public host.
+        vec![
+            ("x-forwarded-uri", "/admin".into()),
+            ("x-original-url", "http://open.example.com/admin".into()),
+        ],
+        vec![
+            ("x-forwarded-uri", "/admin".into()),
+            ("x-original-url", format!("http://{host}/public")),
+        ],
+        // Repeated.
+        vec![
+            ("x-forwarded-uri", "/admin".into()),
+            ("x-forwarded-uri", "/public".into()),
+        ],
+        // No URI at all from a trusted proxy.
+        vec![],
+    ];
+    for headers in &attacks {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let resp = forward_auth(&nobody, &h).await;
+        assert_eq!(resp.status(), 400, "{headers:?}");
+    }
+    // X-Forwarded-Host is never read: the Host nginx sends decides.
+    for xfh in ["open.example.com", "OPEN.example.com."] {
+        let resp = forward_auth(
+            &nobody,
+            &[("x-forwarded-uri", "/admin"), ("x-forwarded-host", xfh)],
+        )
+        .await;
+        assert_eq!(resp.status(), 401, "{xfh}");
+    }
+    // The legitimate reads.
+    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    for headers in [
+        vec![("x-original-url", format!("http://{host}/public?x=1"))],
+        vec![("x-forwarded-uri", "/public".to_string())],
+        vec![("x-original-uri", "/public".to_string())],
+        vec![
+            ("x-original-url", format!("http://{host}/public?x=1")),
+            ("x-forwarded-uri", "/public".to_string()),
+        ],
+    ] {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(forward_auth(&nobody, &h).await.status(), 202, "{headers:?}");
+    }
+    let resp = forward_auth(&alice, &[("x-forwarded-uri", "/admin/x")]).await;
+    assert_eq!(resp.status(), 403);
+    let resp = forward_auth(&alice, &[("x-forwarded-uri", "/reports")]).await;
+    assert_eq!(resp.status(), 202);
+    assert!(resp.headers().get("authorization").is_some());
+    // A host nginx passes on as `Host` is the host checked.
+    let (status, _, _) = raw(
+        &s.url,
+        "GET /__auth/auth HTTP/1.1\r\nHost: open.example.com\r\nX-Forwarded-Uri: /admin\r\nConnection: close\r\n\r\n",
+    ).await;
+    assert_eq!(status, 202, "open.example.com is public");
+}
+
+#[actix_web::test]
+async fn forward_auth_fails_closed_for_callers_outside_trusted_proxies() {
+    let s = start(
+        "trusted_proxies = [\"127.0.0.1\"]\n[[routes]]\npath = \"/admin\"\ngroups = [\"admin\"]\n",
+    )
+    .await;
+    let visitor = guest(&s).await;
+    let host = host_of(&s);
+    let ask = |cookie: String| {
+        format!(
+            "GET /__auth/auth HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nX-Forwarded-Uri: /admin\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let (status, headers, body) = raw_from(
+        Some("127.0.0.2"),
+        &s.url,
+        &ask(visitor.cookie_header()),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("untrusted_proxy"), "{body}");
+    assert!(header(&headers, "x-auth-request-user").is_none());
+    // From the trusted proxy the same guest is refused by the policy instead.
+    let (status, _, body) = raw(&s.url, &ask(visitor.cookie_header())).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("\"forbidden\""), "{body}");
+
+    // root_policy: today's behaviour for deployments without path policies, never a token.
+    let open = start(
+        "trusted_proxies = [\"127.0.0.1\"]\nforward_auth_without_trusted_proxy = \"root_policy\"\n",
+    )
+    .await;
+    let alice = signed_in(&open, "alice", "alice-pass-1").await;
+    let host = host_of(&open);
+    let (status, headers, _) = raw_from(
+        Some("127.0.0.2"),
+        &open.url,
+        &format!(
+            "GET /__auth/auth HTTP/1.1\r\nHost: {host}\r\nCookie: {}\r\nX-Forwarded-Uri: /anything\r\nConnection: close\r\n\r\n",
+            alice.cookie_header()
+        ),
+        b"",
+    ).await;
+    assert_eq!(status, 202);
+    assert!(header(&headers, "x-auth-request-user").is_some());
+    assert!(header(&headers, "authorization").is_none());
+    assert!(header(&headers, "x-auth-request-access-token").is_none());
+}
+
+#[actix_web::test]
+async fn forward_auth_sends_the_token_only_to_trusted_proxies() {
+    // No trusted proxy at all: a same-origin script fetching the endpoint gets no token.
+    let s = start("forward_auth_without_trusted_proxy = \"root_policy\"\n").await;
+    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    let resp = forward_auth(&alice, &[("sec-fetch-mode", "cors")]).await;
+    assert_eq!(resp.status(), 202);
+    assert!(resp.headers().get("x-auth-request-email").is_some());
+    assert!(resp.headers().get("authorization").is_none());
+    assert!(resp.headers().get("x-auth-request-access-token").is_none());
+
+    // A trusted proxy gets it, unless forward_auth_pass_access_token is off.
+    let s = start("trusted_proxies = [\"127.0.0.1\"]\n").await;
+    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    let resp = forward_auth(&alice, &[("x-forwarded-uri", "/")]).await;
+    assert_eq!(resp.status(), 202);
+    let bearer = resp
+        .headers()
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(bearer.starts_with("Bearer ey"));
+    let off =
+        start("trusted_proxies = [\"127.0.0.1\"]\nforward_auth_pass_access_token = false\n").await;
+    let alice = signed_in(&off, "alice", "alice-pass-1").await;
+    let resp = forward_auth(&alice, &[("x-forwarded-uri", "/")]).await;
+    assert_eq!(resp.status(), 202);
+    assert!(resp.headers().get("x-auth-request-user").is_some());
+    assert!(resp.headers().get("authorization").is_none());
+    assert!(resp.headers().get("x-auth-request-access-token").is_none());
+}
+
+// ----- 4. base path escape -----
+
+#[actix_web::test]
+async fn base_path_escape_dot_segments_never_reach_an_upstream_with_a_base_path() {
+    let (echo, seen) = spawn_recording(false);
+    let s = start(&format!(
+        "[[routes]]\npath = \"/\"\npolicy = \"public\"\nupstream = \"{echo}/site\"\n"
+    ))
+    .await;
+    let host = host_of(&s);
+    for path in [
+        "/../internal/x",
+        "/%2e%2e/internal/x",
+        "/%2E%2E/internal/x",
+        "/a/../../internal/x",
+        "/a/..;/..;/internal/x",
+        "/%252e%252e/internal/x",
+        "/a%2f..%2f..%2finternal/x",
+        "/a/%2e%2e%2f%2e%2e/internal",
+    ] {
+        let (status, _, body) = raw(
+            &s.url,
+            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"),
+        ).await;
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    assert!(!seen.any("internal"), "{:?}", seen.all());
+    let (status, _, body) = raw(
+        &s.url,
+        &format!("GET /x/y?z=1 HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"),
+    ).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(seen.all(), vec!["GET /site/x/y?z=1".to_string()]);
+}
+
+// ----- 5. unknown hosts -----
+
+#[actix_web::test]
+async fn unknown_hosts_are_refused_and_never_reach_the_upstream() {
+    let s = start("").await;
+    let host = host_of(&s);
+    let port = host.rsplit(':').next().unwrap().to_string();
+    let get = |head: String| {
+        let url = s.url.clone();
+        async move { raw(&url, &head).await }
+    };
+    for h in [
+        "evil.example",
+        "evil.example:80",
+        "127.0.0.1.evil.example",
+        "localhost",
+    ] {
+        let (status, _, body) = get(format!(
+            "GET / HTTP/1.1\r\nHost: {h}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+        assert_eq!(status, 421, "{h}: {body}");
+        assert!(body.contains("unknown_host"), "{body}");
+        let (status, _, _) = get(format!(
+            "GET /__auth/ HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+        assert_eq!(status, 421, "{h}: the login page too");
+    }
+    // Two hosts in one request.
+    let (status, _, _) = get(format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(status, 400);
+    let (status, _, _) = get(format!(
+        "GET http://evil.example/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(status, 400);
+    // Health checks answer whatever host the orchestrator uses.
+    let (status, _, _) =
+        get("GET /ping HTTP/1.1\r\nHost: 10.1.2.3:4180\r\nConnection: close\r\n\r\n".into()).await;
+    assert_eq!(status, 200);
+    // Our own host, any case and with a trailing dot, is served.
+    let (status, _, _) = get(format!(
+        "GET /__auth/ HTTP/1.1\r\nHost: 127.0.0.1.:{port}\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(status, 200);
+
+    // allowed_hosts adds hosts; insecure_allow_any_host allows every one.
+    let s = start("allowed_hosts = [\".corp.example.com\"]\n").await;
+    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    let (status, _, body) = raw(
+        &s.url,
+        &format!(
+            "GET /x HTTP/1.1\r\nHost: wiki.corp.example.com\r\nCookie: {}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+            alice.cookie_header()
+        ),
+    ).await;
+    assert_eq!(status, 200, "{body}");
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-host"], "wiki.corp.example.com");
+    let (status, _, _) = raw(
+        &s.url,
+        "GET /x HTTP/1.1\r\nHost: evilcorp.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 421);
+    let any = start("insecure_allow_any_host = true\n").await;
+    let (status, _, _) = raw(
+        &any.url,
+        "GET /__auth/ HTTP/1.1\r\nHost: anything.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+// ----- 6. login CSRF through the ticket form -----
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[actix_web::test]
+async fn ticket_login_csrf_needs_the_token_and_a_ticket_signs_in_once() {
+    let (private, public, _) = harness::ticket_keys();
+    let mut opts = cloudbase_gateway::emulator::EmulatorOptions::new("test-env");
+    opts.ticket_keys = vec![("key-1".into(), public)];
+    let s = harness::start_with(opts, "").await;
+    let t0 = now_ms();
+    // The attack: a plain HTML form in the app behind us (our origin, user content) posts the
+    // attacker's ticket. The victim's browser sends our Origin and its CSRF cookie, but the
+    // form cannot know the token.
+    let victim = s.browser();
+    victim.get("/__auth/").await;
+    let attacker_ticket = harness::make_ticket(&private, "test-env", t0);
+    let page = victim
+        .send(
+            victim
+                .http
+                .post(victim.url("/__auth/ticket"))
+                .insert_header(("origin", s.url.as_str()))
+                .insert_header(("sec-fetch-site", "same-origin")),
+            Some(vec![("ticket".into(), attacker_ticket.clone())]),
+        )
+        .await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(victim.session().is_none());
+    assert_eq!(s.calls("/auth/v1/signin/custom").await, 0);
+    // JSON from another site's page is refused too.
+    let resp = victim
+        .http
+        .post(victim.url("/__auth/ticket"))
+        .insert_header(("origin", "https://evil.example"))
+        .send_json(&json!({ "ticket": attacker_ticket }))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // A JSON post needs the JSON content type: a form-encoded body is a form, token required.
+    let resp = victim
+        .http
+        .post(victim.url("/__auth/ticket"))
+        .insert_header(("content-type", "text/plain"))
+        .send_body(json!({ "ticket": attacker_ticket }).to_string())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(s.calls("/auth/v1/signin/custom").await, 0);
+
+    // The legitimate posts: the form with its token, and JSON from the app's backend.
+    let page = victim
+        .post(
+            "/__auth/ticket",
+            &[("ticket", &attacker_ticket), ("rd", "/x")],
+        )
+        .await;
+    assert_eq!((page.status, page.location.as_str()), (302, "/x"));
+    let replay = s.browser();
+    replay.get("/__auth/").await;
+    let page = replay
+        .post("/__auth/ticket", &[("ticket", &attacker_ticket)])
+        .await;
+    assert_eq!(page.status, 401, "a ticket signs in once: {}", page.body);
+    assert!(replay.session().is_none());
+    let resp = awc::Client::new()
+        .post(format!("{}/__auth/ticket", s.url))
+        .send_json(&json!({ "ticket": harness::make_ticket(&private, "test-env", t0 + 1) }))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
