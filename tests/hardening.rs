@@ -606,3 +606,262 @@ async fn ticket_login_csrf_needs_the_token_and_a_ticket_signs_in_once() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+// ----- 8. other sessions end after a password change, a reset, or "everywhere" -----
+
+/// Changes the password of `b`'s user from `old` to `new`, ticking "sign out of my other
+/// devices" or not.
+async fn change_password(b: &Browser, old: &str, new: &str, sign_out_others: bool) {
+    b.get("/__auth/account/confirm?change=password").await;
+    let ok = b
+        .post(
+            "/__auth/account/sudo",
+            &[
+                ("change", "password"),
+                ("method", "password"),
+                ("password", old),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 302, "{}", ok.body);
+    let flow = harness::flow_of(&ok.location);
+    let form = b.get(&ok.location).await;
+    assert!(
+        form.body
+            .contains("name=\"sign_out_others\" type=\"checkbox\" value=\"1\" checked"),
+        "checked by default: {}",
+        form.body
+    );
+    let mut fields = vec![("flow", flow.as_str()), ("new_password", new)];
+    if sign_out_others {
+        fields.push(("sign_out_others", "1"));
+    }
+    let done = b.post("/__auth/account/change", &fields).await;
+    assert_eq!(
+        done.location, "/__auth/account?done=password",
+        "{}",
+        done.body
+    );
+}
+
+#[actix_web::test]
+async fn other_sessions_survive_a_password_change_or_reset_no_more() {
+    // 60 s tokens: every request refreshes, so a session that survived would show it.
+    let mut opts = cloudbase_gateway::emulator::EmulatorOptions::new("test-env");
+    opts.access_token_ttl = 60;
+    let s = harness::start_with(opts, "").await;
+    let here = signed_in(&s, "alice", "alice-pass-1").await;
+    let stolen = signed_in(&s, "alice", "alice-pass-1").await;
+    let bob = signed_in(&s, "bob", "bob-pass-1").await;
+    assert_eq!(stolen.userinfo().await["username"], "alice");
+    let revokes = s.calls("/auth/v1/revoke").await;
+    change_password(&here, "alice-pass-1", "alice-pass-2", true).await;
+    assert_eq!(
+        here.userinfo().await["username"],
+        "alice",
+        "this browser stays"
+    );
+    assert_eq!(
+        stolen.userinfo().await,
+        Value::Null,
+        "the other browser is out"
+    );
+    assert_eq!(stolen.upstream("/x").await.0, 401);
+    assert_eq!(bob.userinfo().await["username"], "bob", "other users stay");
+    assert_eq!(
+        s.calls("/auth/v1/revoke").await,
+        revokes + 1,
+        "its token revoked"
+    );
+
+    // Unticked, the other sessions stay.
+    let other = signed_in(&s, "alice", "alice-pass-2").await;
+    change_password(&here, "alice-pass-2", "alice-pass-3", false).await;
+    assert_eq!(other.userinfo().await["username"], "alice");
+
+    // A forgotten-password reset ends every session of the user.
+    let resetting = s.browser();
+    resetting.get("/__auth/forgot").await;
+    let sent = resetting
+        .post("/__auth/forgot", &[("contact", "alice@example.com")])
+        .await;
+    assert_eq!(sent.status, 302, "{}", sent.body);
+    let flow = harness::flow_of(&sent.location);
+    let code = s.env.code_for("alice@example.com").await;
+    let done = resetting
+        .post(
+            "/__auth/code",
+            &[
+                ("flow", &flow),
+                ("code", &code),
+                ("password", "alice-pass-4"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(resetting.userinfo().await["username"], "alice");
+    for b in [&here, &other] {
+        assert_eq!(b.userinfo().await, Value::Null);
+    }
+    assert_eq!(bob.userinfo().await["username"], "bob");
+    // No refresh brings them back: their records are gone and their tokens revoked.
+    s.env.advance(120).await;
+    s.clock.advance(Duration::from_secs(120));
+    assert_eq!(here.upstream("/x").await.0, 401);
+    assert_eq!(resetting.userinfo().await["username"], "alice");
+}
+
+#[actix_web::test]
+async fn sign_out_everywhere_ends_every_session_of_the_user() {
+    let s = start("").await;
+    let a = signed_in(&s, "alice", "alice-pass-1").await;
+    let b = signed_in(&s, "alice", "alice-pass-1").await;
+    let bob = signed_in(&s, "bob", "bob-pass-1").await;
+    let page = a.get("/__auth/account").await;
+    assert!(page.has("name=\"everywhere\" value=\"1\""), "{}", page.body);
+    // Without the form token nothing happens.
+    let refused = a.post_raw("/__auth/sign_out", &[("everywhere", "1")]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(b.userinfo().await["username"], "alice");
+    let done = a.post("/__auth/sign_out", &[("everywhere", "1")]).await;
+    assert_eq!(done.status, 302);
+    assert_eq!(done.location, "/__auth/signed_out");
+    for x in [&a, &b] {
+        assert_eq!(x.userinfo().await, Value::Null);
+    }
+    assert_eq!(bob.userinfo().await["username"], "bob");
+    assert_eq!(s.calls("/auth/v1/user/revoke/all").await, 1);
+}
+
+// ----- 9. linking a provider needs a fresh sign-in or sudo; the last way in stays -----
+
+#[actix_web::test]
+async fn provider_linking_needs_a_recent_sign_in_or_sudo() {
+    let s = start("providers = [\"github=GitHub\"]\n").await;
+    let thief = signed_in(&s, "alice", "alice-pass-1").await;
+    // Ten minutes later (a stolen cookie is rarely fresh), linking asks who you are.
+    s.clock.advance(Duration::from_secs(600));
+    s.env.advance(600).await;
+    thief.get("/__auth/account").await;
+    let page = thief
+        .post("/__auth/start", &[("provider", "github"), ("bind", "1")])
+        .await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert_eq!(
+        page.location,
+        "/__auth/account/confirm?change=link&provider=github"
+    );
+    assert_eq!(s.calls("/auth/v1/provider/uri").await, 0);
+    let confirm = thief.get(&page.location).await;
+    assert!(
+        confirm.has("Linking GitHub adds a way to sign in"),
+        "{}",
+        confirm.body
+    );
+    assert!(confirm.has("name=\"provider\" value=\"github\""));
+    // Without the password: no link. A made-up flow id gets nowhere either.
+    let wrong = thief
+        .post(
+            "/__auth/account/sudo",
+            &[
+                ("change", "link"),
+                ("provider", "github"),
+                ("method", "password"),
+                ("password", "guess"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let made_up = thief.get("/__auth/account/change?flow=abc").await;
+    assert_eq!(made_up.status, 400);
+    // An unconfigured provider has no confirmation page.
+    assert_eq!(
+        thief
+            .get("/__auth/account/confirm?change=link&provider=evil")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(s.calls("/auth/v1/provider/uri").await, 0);
+    assert_eq!(s.calls("/auth/v1/user/provider/bind").await, 0);
+
+    // The owner, who knows the password, confirms and goes on to the provider.
+    let owner = &thief;
+    let ok = owner
+        .post(
+            "/__auth/account/sudo",
+            &[
+                ("change", "link"),
+                ("provider", "github"),
+                ("method", "password"),
+                ("password", "alice-pass-1"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 302, "{}", ok.body);
+    let to_provider = owner.get(&ok.location).await;
+    assert_eq!(to_provider.status, 302, "{}", to_provider.body);
+    assert!(to_provider.location.starts_with(&s.env.emu.url));
+    let back = harness::consent(owner, &to_provider.location, "approve").await;
+    let done = owner.get(&back.location).await;
+    assert_eq!(
+        done.location, "/__auth/account?done=linked",
+        "{}",
+        done.body
+    );
+    assert_eq!(s.calls("/auth/v1/user/provider/bind").await, 1);
+    // The confirmation was spent.
+    assert_eq!(owner.get(&ok.location).await.status, 400);
+
+    // Right after signing in, linking goes straight to the provider.
+    let fresh = signed_in(&s, "bob", "bob-pass-1").await;
+    fresh.get("/__auth/account").await;
+    let page = fresh
+        .post("/__auth/start", &[("provider", "github"), ("bind", "1")])
+        .await;
+    assert_eq!(page.status, 302);
+    assert!(
+        page.location.starts_with(&s.env.emu.url),
+        "{}",
+        page.location
+    );
+}
+
+#[actix_web::test]
+async fn unlinking_the_last_sign_in_method_is_refused() {
+    let s = start("providers = [\"github=GitHub\"]\n").await;
+    // A user who only ever signed in with GitHub: no password, e-mail or phone.
+    let b = s.browser();
+    let page = b.get("/__auth/start?provider=github&rd=/").await;
+    let back = harness::consent(&b, &page.location, "approve").await;
+    assert_eq!(b.get(&back.location).await.status, 302);
+    b.get("/__auth/account").await;
+    let page = b
+        .post("/__auth/account/unlink", &[("provider", "github")])
+        .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.has("This is the only way to sign in"), "{}", page.body);
+    assert_eq!(s.calls("/auth/v1/user/provider/github").await, 0);
+    let users = s.env.get_json("/__emulator/users").await;
+    assert!(users.to_string().contains("github-octocat"), "still linked");
+
+    // With a password as well, unlinking works.
+    let s = start("providers = [\"github=GitHub\"]\n").await;
+    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    alice.get("/__auth/account").await;
+    let page = alice
+        .post("/__auth/start", &[("provider", "github"), ("bind", "1")])
+        .await;
+    let back = harness::consent(&alice, &page.location, "approve").await;
+    let linked = alice.get(&back.location).await;
+    assert_eq!(linked.location, "/__auth/account?done=linked");
+    alice.get("/__auth/account").await;
+    let page = alice
+        .post("/__auth/account/unlink", &[("provider", "github")])
+        .await;
+    assert_eq!(
+        page.location, "/__auth/account?done=unlinked",
+        "{}",
+        page.body
+    );
+}

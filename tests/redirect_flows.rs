@@ -15,14 +15,6 @@ use serde_json::{json, Value};
 
 const PROVIDERS: &str = "providers = [\"github=GitHub\", \"wx_open\"]\n";
 
-fn query(url: &str) -> BTreeMap<String, String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
 /// Starts a provider sign-in from the login page's button; the redirect to the consent page.
 async fn start_provider(b: &Browser, provider: &str, rd: &str) -> Page {
     let login = b.get(&format!("/__auth/?rd={}", enc(rd))).await;
@@ -30,29 +22,6 @@ async fn start_provider(b: &Browser, provider: &str, rd: &str) -> Page {
     assert!(login.has(&href), "a button for {provider}: {}", login.body);
     b.get(&format!("/__auth/start?provider={provider}&rd={}", enc(rd)))
         .await
-}
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// The person's decision on the emulator's consent page `consent_url`; the redirect back.
-async fn consent(b: &Browser, consent_url: &str, decision: &str) -> Page {
-    let q = query(consent_url);
-    let page = b.get(consent_url).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let base = consent_url.split('?').next().unwrap();
-    b.post_raw(
-        base,
-        &[
-            ("provider_id", q["provider_id"].as_str()),
-            ("redirect_uri", q["redirect_uri"].as_str()),
-            ("state", q["state"].as_str()),
-            ("login", "octocat"),
-            ("decision", decision),
-        ],
-    )
-    .await
 }
 
 /// A provider flow up to the callback URL (not followed): the URL and its query.

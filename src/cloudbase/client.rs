@@ -547,6 +547,27 @@ impl CloudBaseClient {
         Ok(())
     }
 
+    /// `DELETE /auth/v1/user/revoke/all`: ends every session of the token's user, on every
+    /// device (the SDK's `revokeAllDevices`).
+    pub async fn revoke_all(
+        &self,
+        ctx: &CallContext,
+        access_token: &Secret,
+    ) -> Result<(), CloudBaseError> {
+        let _: Ignored = self
+            .call::<Empty, _>(
+                ctx,
+                Method::DELETE,
+                "/auth/v1/user/revoke/all",
+                "/auth/v1/user/revoke/all",
+                &[],
+                Auth::Bearer(access_token),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// `POST /auth/v1/user/signout`: signs out and returns the identity source's sign-out page,
     /// if any.
     pub async fn user_signout(

@@ -826,6 +826,7 @@ impl Emulator {
             ("POST", "/auth/v1/token") => self.token(call),
             ("POST", "/auth/v1/revoke") => self.revoke(call),
             ("POST", "/auth/v1/user/signout") => self.user_signout(call),
+            ("DELETE", "/auth/v1/user/revoke/all") => self.revoke_all(call),
             ("GET", "/auth/v1/user/me") => self.user_me(call),
             ("POST", "/auth/v1/verification") => self.verification(call),
             ("POST", "/auth/v1/verification/verify") => self.verify(call),
@@ -1489,6 +1490,23 @@ impl Emulator {
             .or_else(|| st.refresh.get(token))
             .map(|r| r.sid.clone());
         if let Some(sid) = sid {
+            Self::end_session(&mut st, &sid);
+        }
+        Ok(json!({}))
+    }
+
+    /// `DELETE user/revoke/all`: ends every session of the bearer's user, on every device.
+    fn revoke_all(&self, call: &Call) -> Result<Value, EmuError> {
+        let mut st = self.state.lock();
+        let (i, _) = self.authenticate(&st, call)?;
+        let uid = st.users[i].uid.clone();
+        let sids: Vec<String> = st
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.uid == uid)
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        for sid in sids {
             Self::end_session(&mut st, &sid);
         }
         Ok(json!({}))

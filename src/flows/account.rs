@@ -66,6 +66,7 @@ pub async fn overview(ctx: &Ctx<'_>) -> Result<Overview, FlowError> {
 pub async fn sudo_with_password(
     ctx: &Ctx<'_>,
     change: Change,
+    provider: Option<String>,
     password: Secret,
 ) -> Result<Outcome, FlowError> {
     let user = signed_in(ctx)?;
@@ -94,6 +95,7 @@ pub async fn sudo_with_password(
             Pending::Elevated(Elevated {
                 sub: user.record.sub.clone(),
                 change,
+                provider,
                 sudo_token: sudo.sudo_token,
             }),
         )
@@ -105,7 +107,11 @@ pub async fn sudo_with_password(
 /// are, for `change`.
 ///
 /// Fails like [`code::send`], or with [`FlowError::Input`] when the user has no contact.
-pub async fn sudo_with_code(ctx: &Ctx<'_>, change: Change) -> Result<Outcome, FlowError> {
+pub async fn sudo_with_code(
+    ctx: &Ctx<'_>,
+    change: Change,
+    provider: Option<String>,
+) -> Result<Outcome, FlowError> {
     let user = signed_in(ctx)?;
     let u = &user.record.user;
     let contact = if !u.email.is_empty() {
@@ -120,6 +126,7 @@ pub async fn sudo_with_code(ctx: &Ctx<'_>, change: Change) -> Result<Outcome, Fl
         Purpose::Sudo {
             sub: user.record.sub.clone(),
             change,
+            provider,
         },
         contact,
         format!("{}/account", crate::web::PREFIX),
@@ -187,14 +194,16 @@ async fn take_elevated(
     }
 }
 
-/// Sets a new password with the sudo token of flow `id`.
+/// Sets a new password with the sudo token of flow `id`; with `sign_out_others`, every other
+/// session of the user ends (whoever knew the old password is out).
 ///
-/// Fails with [`FlowError::Input`] for a password that breaks the rules, or CloudBase's
-/// refusal ([`FlowError::StartAgain`] for an expired sudo token).
+/// Fails with [`FlowError::Input`] for a password that breaks the rules, CloudBase's refusal
+/// ([`FlowError::StartAgain`] for an expired sudo token), or [`FlowError::Store`].
 pub async fn set_password(
     ctx: &Ctx<'_>,
     id: &str,
     new_password: Secret,
+    sign_out_others: bool,
 ) -> Result<Outcome, FlowError> {
     let (taken, e) = take_elevated(ctx, id).await?;
     if e.change != Change::Password {
@@ -223,6 +232,12 @@ pub async fn set_password(
         return Err(err);
     }
     tracing::info!(sub = %user.record.sub, "password set");
+    if sign_out_others {
+        ctx.sessions
+            .end_all_of(ctx.cloudbase, &user.record.sub, Some(&user.key))
+            .await
+            .map_err(|_| FlowError::Store)?;
+    }
     Ok(Outcome::AccountUpdated {
         notice: "account.done.password",
     })
@@ -240,6 +255,31 @@ pub async fn unlink(ctx: &Ctx<'_>, provider_id: &str) -> Result<Outcome, FlowErr
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err(FlowError::Input("err.not_linked"));
+    }
+    // The last way in stays: without a password, an e-mail, a phone or another provider the
+    // account could never be signed in to again.
+    let call = ctx.call(&user.record.device_id);
+    let token = &user.record.access_token;
+    let profile = ctx
+        .cloudbase
+        .user_me(&call, token)
+        .await
+        .map_err(|e| refused(&e, Step::Unlink))?;
+    let others = ctx
+        .cloudbase
+        .list_providers(&call, token)
+        .await
+        .map_err(|e| refused(&e, Step::Unlink))?
+        .data
+        .into_iter()
+        .filter(|p| p.bind && p.id != provider_id)
+        .count();
+    if !profile.has_password
+        && profile.email.is_empty()
+        && profile.phone_number.is_empty()
+        && others == 0
+    {
+        return Err(FlowError::Input("err.last_method"));
     }
     ctx.cloudbase
         .unbind_provider(

@@ -385,9 +385,22 @@ async fn complete(
                 .signin(&call, &request)
                 .await
                 .map_err(|e| refused(&e, Step::Password))?;
-            ctx.finish(creds, &flow.device_id, rd, "reset").await
+            let outcome = ctx.finish(creds, &flow.device_id, rd, "reset").await?;
+            // Whoever knew the old password is signed out everywhere: a reset is what a user
+            // does when someone else may be in the account.
+            if let Outcome::SignedIn { started, .. } = &outcome {
+                ctx.sessions
+                    .end_all_of(ctx.cloudbase, &started.record.sub, Some(&started.key))
+                    .await
+                    .map_err(|_| FlowError::Store)?;
+            }
+            Ok(outcome)
         }
-        Purpose::Sudo { sub, change } => {
+        Purpose::Sudo {
+            sub,
+            change,
+            provider,
+        } => {
             let user = account_user(ctx, Some(sub))?;
             let sudo = ctx
                 .cloudbase
@@ -408,6 +421,7 @@ async fn complete(
             let elevated = Elevated {
                 sub: sub.clone(),
                 change: *change,
+                provider: provider.clone(),
                 sudo_token: sudo.sudo_token,
             };
             let flow = ctx
@@ -471,7 +485,7 @@ pub fn contact_for(change: Change, raw: &str) -> Result<Contact, FlowError> {
     match change {
         Change::Email => super::parse_email(raw),
         Change::Phone => super::parse_phone(raw),
-        Change::Password => Err(FlowError::Input("err.invalid_input")),
+        Change::Password | Change::Link => Err(FlowError::Input("err.invalid_input")),
     }
 }
 

@@ -162,6 +162,8 @@ pub enum Purpose {
         sub: String,
         /// What they want to change afterwards.
         change: Change,
+        /// For [`Change::Link`]: the provider to link.
+        provider: Option<String>,
     },
     /// Bind the contact to the signed-in user `sub`.
     Bind {
@@ -181,6 +183,8 @@ pub enum Change {
     Phone,
     /// Set a password.
     Password,
+    /// Link a third-party provider.
+    Link,
 }
 
 impl Change {
@@ -190,6 +194,7 @@ impl Change {
             Change::Email => "email",
             Change::Phone => "phone",
             Change::Password => "password",
+            Change::Link => "link",
         }
     }
 
@@ -199,6 +204,7 @@ impl Change {
             "email" => Some(Change::Email),
             "phone" => Some(Change::Phone),
             "password" => Some(Change::Password),
+            "link" => Some(Change::Link),
             _ => None,
         }
     }
@@ -231,6 +237,8 @@ pub struct Elevated {
     pub sub: String,
     /// What they may change.
     pub change: Change,
+    /// For [`Change::Link`]: the provider they may link.
+    pub provider: Option<String>,
     /// From `user/sudo`.
     pub sudo_token: Secret,
 }
@@ -299,6 +307,9 @@ pub enum FlowError {
     Unavailable,
     /// The session store failed.
     Store,
+    /// The step changes how the account signs in, and the session is not fresh enough: the
+    /// user confirms who they are first (sudo).
+    SudoNeeded,
     /// CloudBase asks for a captcha before it goes on (`captcha_required`, or
     /// `captcha_invalid` when `fresh`: a cached token must not be tried again).
     Captcha {
@@ -317,7 +328,7 @@ impl FlowError {
             FlowError::Refused { status, .. } => *status,
             FlowError::RateLimited { .. } => 429,
             FlowError::SignInNeeded => 401,
-            FlowError::Captcha { .. } => 403,
+            FlowError::Captcha { .. } | FlowError::SudoNeeded => 403,
             FlowError::Unavailable | FlowError::Store => 503,
         }
     }
@@ -341,6 +352,7 @@ impl FlowError {
             FlowError::BadState => "gwerr.state_invalid.desc",
             FlowError::SignInNeeded => "err.session_expired",
             FlowError::Captcha { .. } => "err.captcha",
+            FlowError::SudoNeeded => "err.sudo_needed",
             FlowError::Unavailable | FlowError::Store => "err.unavailable",
         }
     }

@@ -7,7 +7,9 @@
 //! The flow record (the provider, the return URL, the device id, and the user linking, if any)
 //! lives in the flow store under the state's nonce, bound to the browser.
 
-use super::{refused, Ctx, FlowError, Outcome, Pending, Step};
+use std::time::Duration;
+
+use super::{refused, Change, Ctx, FlowError, Outcome, Pending, Step};
 use crate::cloudbase::types::{
     ProviderTokenRequest, ProviderUriRequest, SignInWithProviderRequest,
 };
@@ -52,12 +54,19 @@ pub fn web_page(uri: &str) -> Option<String> {
     (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then(|| url.to_string())
 }
 
+/// How recent a sign-in lets a user link a provider without confirming who they are again: a
+/// linked provider is a way in that outlives a password reset, so a stolen session must not be
+/// able to add one.
+pub const RECENT_SIGN_IN: Duration = Duration::from_secs(300);
+
 /// Starts a redirect to `provider_id`: records the flow, seals its state and asks CloudBase for
 /// the provider's page (`callback` is where the provider sends the browser back). With `bind`,
-/// the signed-in (registered) user links the provider instead of signing in.
+/// the signed-in (registered) user links the provider instead of signing in, which needs a
+/// sign-in less than [`RECENT_SIGN_IN`] ago (else see [`link_after_sudo`]).
 ///
 /// Returns the URL to send the browser to. Fails with [`FlowError::SignInNeeded`] for a bind
-/// without a registered user, or CloudBase's refusal (unknown provider).
+/// without a registered user, [`FlowError::SudoNeeded`] for a bind by an older session, or
+/// CloudBase's refusal (unknown provider).
 pub async fn start(
     ctx: &Ctx<'_>,
     provider_id: &str,
@@ -67,9 +76,45 @@ pub async fn start(
 ) -> Result<String, FlowError> {
     let bind_sub = match (bind, ctx.current) {
         (false, _) => None,
-        (true, Some(l)) if !l.record.is_anonymous() => Some(l.record.sub.clone()),
+        (true, Some(l)) if !l.record.is_anonymous() => {
+            if !ctx.sessions.signed_in_within(l, RECENT_SIGN_IN) {
+                return Err(FlowError::SudoNeeded);
+            }
+            Some(l.record.sub.clone())
+        }
         (true, _) => return Err(FlowError::SignInNeeded),
     };
+    redirect(ctx, provider_id, bind_sub, rd, callback).await
+}
+
+/// Starts linking the provider that the elevated flow `flow` (sudo for [`Change::Link`], of
+/// this browser and user) was for, spending the flow.
+///
+/// Returns the URL to send the browser to. Fails with [`FlowError::StartAgain`] for a missing,
+/// used or other flow, [`FlowError::SignInNeeded`], or CloudBase's refusal.
+pub async fn link_after_sudo(
+    ctx: &Ctx<'_>,
+    flow: &str,
+    callback: &str,
+) -> Result<String, FlowError> {
+    let user = ctx.current.ok_or(FlowError::SignInNeeded)?;
+    let provider = match ctx.flows.take(flow, ctx.browser).await {
+        Some(Pending::Elevated(e)) if e.sub == user.record.sub && e.change == Change::Link => {
+            e.provider.ok_or(FlowError::StartAgain)?
+        }
+        _ => return Err(FlowError::StartAgain),
+    };
+    let rd = format!("{}/account", crate::web::PREFIX);
+    redirect(ctx, &provider, Some(user.record.sub.clone()), rd, callback).await
+}
+
+async fn redirect(
+    ctx: &Ctx<'_>,
+    provider_id: &str,
+    bind_sub: Option<String>,
+    rd: String,
+    callback: &str,
+) -> Result<String, FlowError> {
     let device_id = ctx.device_id();
     let kind = if bind_sub.is_some() {
         StateKind::ProviderBind

@@ -349,6 +349,16 @@ impl SessionManager {
         }
     }
 
+    /// Whether the session started (its user signed in) less than `within` ago, by the
+    /// injected clock: recent enough to link a sign-in method without confirming who they are
+    /// again.
+    pub fn signed_in_within(&self, loaded: &Loaded, within: Duration) -> bool {
+        self.clock
+            .unix_secs()
+            .saturating_sub(loaded.record.created_at)
+            < within.as_secs()
+    }
+
     /// Replaces the session's user snapshot (after an account change). Returns whether it was
     /// written: a concurrent refresh wins, and the next sign-in refreshes the snapshot anyway.
     ///
@@ -398,6 +408,55 @@ impl SessionManager {
         }
         self.cooldown.lock().remove(&loaded.key);
         self.store.delete(&loaded.key).await
+    }
+
+    /// "Sign out everywhere": every session of the user of `loaded` ends, this one included,
+    /// here and at CloudBase (`user/revoke/all`, best effort: the gateway's sessions end even
+    /// when CloudBase cannot be reached). Returns how many of the gateway's sessions ended.
+    ///
+    /// Fails when the store fails.
+    pub async fn end_everywhere(
+        &self,
+        client: &CloudBaseClient,
+        loaded: &Loaded,
+    ) -> Result<usize, StoreError> {
+        let ctx = CallContext::new(loaded.record.device_id.clone());
+        if let Err(e) = client.revoke_all(&ctx, &loaded.record.access_token).await {
+            tracing::warn!(
+                error = e.code(),
+                request_id = e.request_id(),
+                "revoking every device at CloudBase failed"
+            );
+        }
+        self.end_all_of(client, &loaded.record.sub, None).await
+    }
+
+    /// Ends every session of user `sub` but `keep`: each one's token is revoked at CloudBase
+    /// (best effort) and its record deleted, so other browsers are signed out at their next
+    /// request and no refresh can bring them back. Returns how many ended.
+    ///
+    /// Fails when the store fails (the sessions ended so far stay ended).
+    pub async fn end_all_of(
+        &self,
+        client: &CloudBaseClient,
+        sub: &str,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        let mut ended = 0;
+        for key in self.store.sessions_of(sub).await? {
+            if Some(&key) == keep {
+                continue;
+            }
+            let Some(record) = self.store.get(&key).await? else {
+                continue;
+            };
+            self.end(client, &Loaded { key, record }).await?;
+            ended += 1;
+        }
+        if ended > 0 {
+            tracing::info!(sub, ended, "other sessions of the user ended");
+        }
+        Ok(ended)
     }
 }
 

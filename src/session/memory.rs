@@ -1,7 +1,9 @@
 //! The in-memory session backend: a bounded moka cache whose entries expire with their refresh
-//! token, plus per-session refresh locks. One process only; sessions end with it.
+//! token, the per-user index of session keys (kept by the cache's eviction listener, so an
+//! evicted or expired session leaves it too), plus per-session refresh locks. One process only;
+//! sessions end with it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -49,24 +51,50 @@ impl moka::Expiry<SessionKey, Arc<SessionRecord>> for UntilRefreshExpiry {
     }
 }
 
+/// User id → the keys of that user's sessions.
+type UserIndex = Arc<Mutex<HashMap<String, HashSet<SessionKey>>>>;
+
 /// Sessions in this process's memory.
 pub struct MemoryStore {
     cache: moka::future::Cache<SessionKey, Arc<SessionRecord>>,
+    by_user: UserIndex,
     locks: Mutex<HashMap<SessionKey, Weak<tokio::sync::Mutex<()>>>>,
     clock: SharedClock,
+}
+
+fn unindex(index: &UserIndex, sub: &str, key: &SessionKey) {
+    let mut index = index.lock();
+    if let Some(keys) = index.get_mut(sub) {
+        keys.remove(key);
+        if keys.is_empty() {
+            index.remove(sub);
+        }
+    }
 }
 
 impl MemoryStore {
     /// A store holding at most `capacity` sessions (the least used go first when full).
     pub fn new(capacity: u64, clock: SharedClock) -> MemoryStore {
+        let by_user: UserIndex = Arc::default();
+        let index = by_user.clone();
         let cache = moka::future::Cache::builder()
             .max_capacity(capacity)
             .expire_after(UntilRefreshExpiry {
                 clock: clock.clone(),
             })
+            .eviction_listener(
+                move |key: Arc<SessionKey>, record: Arc<SessionRecord>, cause| {
+                    // A replaced record is still the same session (its new record was indexed by
+                    // `put`); anything else (deleted, expired, evicted for room) is gone.
+                    if cause != moka::notification::RemovalCause::Replaced {
+                        unindex(&index, &record.sub, &key);
+                    }
+                },
+            )
             .build();
         MemoryStore {
             cache,
+            by_user,
             locks: Mutex::new(HashMap::new()),
             clock,
         }
@@ -117,7 +145,9 @@ impl SessionStore for MemoryStore {
         record: SessionRecord,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
+            let sub = record.sub.clone();
             self.cache.insert(*key, Arc::new(record)).await;
+            self.by_user.lock().entry(sub).or_default().insert(*key);
             Ok(())
         }
         .boxed()
@@ -166,6 +196,30 @@ impl SessionStore for MemoryStore {
         async move {
             let guard = self.lock_for(key).lock_owned().await;
             Ok(RefreshLock::new(guard))
+        }
+        .boxed()
+    }
+
+    fn sessions_of<'a>(
+        &'a self,
+        sub: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SessionKey>, StoreError>> {
+        async move {
+            let keys: Vec<SessionKey> = self
+                .by_user
+                .lock()
+                .get(sub)
+                .map(|k| k.iter().copied().collect())
+                .unwrap_or_default();
+            let mut live = Vec::with_capacity(keys.len());
+            for key in keys {
+                match self.cache.get(&key).await {
+                    Some(r) if r.sub == sub && self.alive(&r) => live.push(key),
+                    // Expired by the injected clock, or the record now belongs to someone else.
+                    _ => unindex(&self.by_user, sub, &key),
+                }
+            }
+            Ok(live)
         }
         .boxed()
     }

@@ -212,6 +212,16 @@ pub trait SessionStore: Send + Sync + 'static {
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<RefreshLock, StoreError>>;
 
+    /// The keys of the live sessions of user `sub` (the per-user index that lets a password
+    /// reset or "sign out everywhere" end them all). Every stored record is in it from `put`
+    /// until it is deleted or expires.
+    ///
+    /// Fails only when the backend is unreachable.
+    fn sessions_of<'a>(
+        &'a self,
+        sub: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SessionKey>, StoreError>>;
+
     /// Succeeds when the backend can be used (`/ready`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 

@@ -12,7 +12,7 @@ use super::{Gateway, Worker, PREFIX};
 use crate::error::GatewayError;
 use crate::flow::store::Browser;
 use crate::flows::captcha::Resumable;
-use crate::flows::{account, Change, FlowError};
+use crate::flows::{account, provider, Change, FlowError};
 use crate::secret::Secret;
 use crate::session::manager::Loaded;
 
@@ -152,24 +152,46 @@ async fn account_page(
     view.respond(status, &page)
 }
 
-fn change_of(form: &Form) -> Option<Change> {
-    Change::parse(form.get("change"))
+/// The change a form or query asks for, and for a link the provider (one of the configured
+/// ones); `None` when it names neither.
+fn target_of(gw: &Gateway, form: &Form) -> Option<(Change, Option<String>)> {
+    match Change::parse(form.get("change"))? {
+        Change::Link => {
+            let id = form.get("provider");
+            gw.config.login.provider(id)?;
+            Some((Change::Link, Some(id.to_string())))
+        }
+        change => Some((change, None)),
+    }
 }
 
+/// The address of the "confirm it's you" page for `change` (and its provider).
+fn confirm_url(change: Change, provider: Option<&str>) -> String {
+    match provider {
+        Some(p) => format!(
+            "{PREFIX}/account/confirm?change={}&provider={}",
+            change.name(),
+            enc(p)
+        ),
+        None => format!("{PREFIX}/account/confirm?change={}", change.name()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn sudo_page(
     gw: &Gateway,
     req: &HttpRequest,
     worker: &Worker,
     user: &Loaded,
     change: Change,
+    provider: Option<&str>,
     error: &str,
     status: StatusCode,
 ) -> HttpResponse {
-    let mut view = View::new(
-        gw,
-        req,
-        &format!("{PREFIX}/account/confirm?change={}", change.name()),
-    );
+    let mut view = View::new(gw, req, &confirm_url(change, provider));
+    let provider_name = provider
+        .map(|p| view.provider_name(gw, p, ""))
+        .unwrap_or_default();
     // Whether the password form shows depends on whether the user has one (from CloudBase).
     let inc = forms::incoming(gw, req);
     let ctx = forms::ctx(
@@ -193,6 +215,8 @@ async fn sudo_page(
     let page = SudoPage {
         p: view.take(),
         change: change.name(),
+        provider: provider.unwrap_or_default(),
+        provider_name: &provider_name,
         has_password,
         own_contact: own,
         error,
@@ -200,19 +224,20 @@ async fn sudo_page(
     view.respond(status, &page)
 }
 
-/// `GET /__auth/account/confirm?change=email|phone|password`: "confirm it's you".
+/// `GET /__auth/account/confirm?change=email|phone|password|link[&provider=ID]`: "confirm
+/// it's you".
 pub async fn confirm(
     req: HttpRequest,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
     let q = Form::query(&req);
-    let Some(change) = change_of(&q) else {
+    let Some((change, provider)) = target_of(&gw, &q) else {
         let mut inc = forms::incoming(&gw, &req);
         inc.navigation = true;
         return pages::error_response(&GatewayError::NotFound, &inc);
     };
-    let back = format!("{PREFIX}/account/confirm?change={}", change.name());
+    let back = confirm_url(change, provider.as_deref());
     let user = match signed_in(&gw, &req, &worker, &back).await {
         Ok(u) => u,
         Err(resp) => return resp,
@@ -220,7 +245,17 @@ pub async fn confirm(
     if user.record.is_anonymous() {
         return pages::redirect(&format!("{PREFIX}/account")).finish();
     }
-    sudo_page(&gw, &req, &worker, &user, change, "", StatusCode::OK).await
+    sudo_page(
+        &gw,
+        &req,
+        &worker,
+        &user,
+        change,
+        provider.as_deref(),
+        "",
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// `POST /__auth/account/sudo`: proves who the user is with the password (`method=password`)
@@ -235,7 +270,7 @@ pub async fn sudo(
         Ok(p) => p,
         Err(resp) => return resp,
     };
-    if change_of(&post.form).is_none() {
+    if target_of(&gw, &post.form).is_none() {
         return pages::error_response(
             &GatewayError::BadRequest("Unknown account change."),
             &post.inc,
@@ -257,18 +292,30 @@ pub(super) async fn step(
     let form = &post.form;
     let outcome = match step {
         Resumable::Sudo => {
-            let change = change_of(form).ok_or(FlowError::StartAgain)?;
+            let (change, provider) = target_of(gw, form).ok_or(FlowError::StartAgain)?;
             if form.get("method") == "code" {
-                account::sudo_with_code(&ctx, change).await?
+                account::sudo_with_code(&ctx, change, provider).await?
             } else {
-                account::sudo_with_password(&ctx, change, Secret::new(form.get("password"))).await?
+                account::sudo_with_password(
+                    &ctx,
+                    change,
+                    provider,
+                    Secret::new(form.get("password")),
+                )
+                .await?
             }
         }
         _ => {
             let id = form.get("flow");
             let elevated = account::elevated(&ctx, id).await?;
             if elevated.change == Change::Password {
-                account::set_password(&ctx, id, Secret::new(form.get("new_password"))).await?
+                account::set_password(
+                    &ctx,
+                    id,
+                    Secret::new(form.get("new_password")),
+                    form.get("sign_out_others") == "1",
+                )
+                .await?
             } else {
                 account::change_contact(&ctx, id, form.get("contact")).await?
             }
@@ -293,9 +340,19 @@ pub(super) async fn again(
     let form = &post.form;
     let message = forms::message(gw, req, e);
     let page = match step {
-        Resumable::Sudo => match change_of(form) {
-            Some(change) => {
-                sudo_page(gw, req, worker, user, change, &message, StatusCode::OK).await
+        Resumable::Sudo => match target_of(gw, form) {
+            Some((change, provider)) => {
+                sudo_page(
+                    gw,
+                    req,
+                    worker,
+                    user,
+                    change,
+                    provider.as_deref(),
+                    &message,
+                    StatusCode::OK,
+                )
+                .await
             }
             None => return forms::error_response(&post.inc, e, None),
         },
@@ -324,6 +381,7 @@ fn change_page(
         Change::Email => "change.email",
         Change::Phone => "change.phone",
         Change::Password => "change.password",
+        Change::Link => "sudo.title",
     };
     let page = ChangePage {
         p: view.take(),
@@ -348,7 +406,27 @@ pub async fn change_form(
     };
     let page = Posted::page(&gw, &req, Some(user));
     let q = &page.form;
-    match account::elevated(&page.ctx(&gw, &worker), q.get("flow")).await {
+    let ctx = page.ctx(&gw, &worker);
+    match account::elevated(&ctx, q.get("flow")).await {
+        // Confirmed for a link: on to the provider (the flow is spent).
+        Ok(e) if e.change == Change::Link => {
+            match provider::link_after_sudo(
+                &ctx,
+                q.get("flow"),
+                &super::provider::callback_url(&gw),
+            )
+            .await
+            {
+                Ok(url) => pages::redirect(&url).finish(),
+                Err(e) => {
+                    let message = forms::message(&gw, &req, &e);
+                    let user = page.current.as_ref().expect("signed in above");
+                    let shown =
+                        account_page(&gw, &req, &worker, user, &message, StatusCode::OK).await;
+                    forms::error_response(&page.inc, &e, Some(shown))
+                }
+            }
+        }
         Ok(e) => change_page(&gw, &req, q.get("flow"), e.change, "", ""),
         Err(_) => pages::error_response(&GatewayError::FlowExpired, &page.inc),
     }

@@ -68,7 +68,8 @@ pub async fn sign_out_page(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResp
 }
 
 /// `POST /__auth/sign_out`: revokes the token at CloudBase, deletes the session, clears the
-/// cookie and sends the browser to the validated `rd`.
+/// cookie and sends the browser to the validated `rd`. With `everywhere=1` (the account page's
+/// "sign out everywhere"), every session of the user ends, on every device.
 pub async fn sign_out(
     req: HttpRequest,
     body: web::Bytes,
@@ -87,12 +88,18 @@ pub async fn sign_out(
         return_url(&gw, &form)
     };
     let cookie = req.cookie(gw.sessions.cookies().session_name());
+    let everywhere = form.get("everywhere") == "1";
     match gw.sessions.load(cookie.as_ref().map(|c| c.value())).await {
         Ok(Some(loaded)) => {
-            if let Err(e) = gw.sessions.end(&worker.cloudbase, &loaded).await {
+            let ended = if everywhere {
+                gw.sessions.end_everywhere(&worker.cloudbase, &loaded).await
+            } else {
+                gw.sessions.end(&worker.cloudbase, &loaded).await.map(|_| 1)
+            };
+            if let Err(e) = ended {
                 return pages::error_response(&e.into(), &inc);
             }
-            tracing::info!(request_id = %inc.request_id, sub = %loaded.record.sub, "signed out");
+            tracing::info!(request_id = %inc.request_id, sub = %loaded.record.sub, everywhere, "signed out");
         }
         Ok(None) => {}
         Err(e) => return pages::error_response(&e.into(), &inc),

@@ -378,8 +378,12 @@ pub struct AccountPage<'a> {
 pub struct SudoPage<'a> {
     /// Layout.
     pub p: Layout,
-    /// `email`, `phone` or `password`.
+    /// `email`, `phone`, `password` or `link`.
     pub change: &'a str,
+    /// For a link: the provider id, and its name as shown.
+    pub provider: &'a str,
+    /// The provider's name, for the page's introduction.
+    pub provider_name: &'a str,
     /// Whether the password form shows.
     pub has_password: bool,
     /// The user's own e-mail or phone for a code; empty when none.

@@ -13,7 +13,8 @@ use crate::flows::captcha::Resumable;
 use crate::flows::{provider, FlowError};
 use crate::secret::Secret;
 
-fn callback_url(gw: &Gateway) -> String {
+/// Where providers send the browser back: `<public_url>/__auth/callback`.
+pub(super) fn callback_url(gw: &Gateway) -> String {
     format!(
         "{}{PREFIX}/callback",
         gw.config.public_url.as_str().trim_end_matches('/')
@@ -49,6 +50,12 @@ async fn begin(
     };
     match result {
         Ok(url) => pages::redirect(&url).finish(),
+        // Linking from a session that signed in a while ago: confirm who you are first.
+        Err(FlowError::SudoNeeded) if bind => pages::redirect(&format!(
+            "{PREFIX}/account/confirm?change=link&provider={}",
+            forms::enc(id)
+        ))
+        .finish(),
         // The page the button was on, with the message.
         Err(e) if bind => {
             super::account::again(Resumable::Provider, gw, req, worker, &post, &e).await

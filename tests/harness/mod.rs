@@ -425,3 +425,38 @@ pub fn make_ticket(private: &str, env: &str, now_ms: u64) -> String {
     };
     create_ticket(&key, "dev-user-42", now_ms, None, None).unwrap()
 }
+
+// ----- the emulator's consent page -----
+
+/// The query of `url`.
+pub fn query(url: &str) -> BTreeMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// A URL-encoded query value.
+pub fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The person's decision on the emulator's consent page `consent_url`; the redirect back.
+pub async fn consent(b: &Browser, consent_url: &str, decision: &str) -> Page {
+    let q = query(consent_url);
+    let page = b.get(consent_url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let base = consent_url.split('?').next().unwrap();
+    b.post_raw(
+        base,
+        &[
+            ("provider_id", q["provider_id"].as_str()),
+            ("redirect_uri", q["redirect_uri"].as_str()),
+            ("state", q["state"].as_str()),
+            ("login", "octocat"),
+            ("decision", decision),
+        ],
+    )
+    .await
+}
