@@ -1,5 +1,7 @@
 //! In-process rate limits for the sign-in flows: code sending per target (phone or e-mail) and
-//! per client IP, password attempts per user name and per client IP. A sliding log per key
+//! per client IP, password attempts per account and per client IP, and per client IP the
+//! other calls a visitor can make CloudBase answer without being signed in (guest sign-ins,
+//! provider redirects, tickets, captchas). A sliding log per key
 //! (the limits are small, so the log is short) gives an exact `Retry-After`. Time comes from
 //! the injected clock. Over the limit, the caller answers 429 and never calls CloudBase.
 
@@ -99,82 +101,153 @@ impl Limiter {
     }
 }
 
-/// The sign-in limits.
-pub struct RateLimits {
+/// Which limit: the index into [`RateLimits`]' table, and the name in logs and refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
     /// Codes sent to one phone or e-mail.
-    pub code_target: Limiter,
+    CodeTarget,
     /// Codes requested from one client IP.
-    pub code_ip: Limiter,
-    /// Password attempts for one user name.
-    pub password_user: Limiter,
+    CodeIp,
+    /// Password attempts for one account.
+    PasswordUser,
     /// Password attempts from one client IP.
-    pub password_ip: Limiter,
+    PasswordIp,
     /// Guest sign-ins from one client IP.
-    pub anonymous_ip: Limiter,
+    AnonymousIp,
+    /// Provider redirects started from one client IP.
+    StartIp,
+    /// Failed custom-ticket sign-ins from one client IP.
+    TicketIp,
+    /// Captchas started from one client IP.
+    CaptchaIp,
 }
 
-/// Units taken from two limiters at once.
+impl Limit {
+    const ALL: [Limit; 8] = [
+        Limit::CodeTarget,
+        Limit::CodeIp,
+        Limit::PasswordUser,
+        Limit::PasswordIp,
+        Limit::AnonymousIp,
+        Limit::StartIp,
+        Limit::TicketIp,
+        Limit::CaptchaIp,
+    ];
+
+    /// The name in logs and refusals.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::CodeTarget => "code_target",
+            Limit::CodeIp => "code_ip",
+            Limit::PasswordUser => "password_user",
+            Limit::PasswordIp => "password_ip",
+            Limit::AnonymousIp => "anonymous_ip",
+            Limit::StartIp => "start_ip",
+            Limit::TicketIp => "ticket_ip",
+            Limit::CaptchaIp => "captcha_ip",
+        }
+    }
+
+    fn rate(self, s: &RateLimitSettings) -> Option<Rate> {
+        match self {
+            Limit::CodeTarget => s.code_per_target,
+            Limit::CodeIp => s.code_per_ip,
+            Limit::PasswordUser => s.password_per_user,
+            Limit::PasswordIp => s.password_per_ip,
+            Limit::AnonymousIp => s.anonymous_per_ip,
+            Limit::StartIp => s.start_per_ip,
+            Limit::TicketIp => s.ticket_per_ip,
+            Limit::CaptchaIp => s.captcha_per_ip,
+        }
+    }
+}
+
+/// The limits of the flows that call CloudBase for a visitor who is not signed in (or not
+/// yet): every one is checked before CloudBase is called.
+pub struct RateLimits {
+    limiters: Vec<Limiter>,
+}
+
+/// Units taken from one or two limiters at once.
 #[derive(Debug, Default)]
-pub struct Permits(Vec<(usize, Option<Permit>)>);
+pub struct Permits(Vec<(Limit, Option<Permit>)>);
 
 impl RateLimits {
     /// The limits from the configuration.
     pub fn new(s: &RateLimitSettings, clock: SharedClock) -> RateLimits {
         RateLimits {
-            code_target: Limiter::new(s.code_per_target, clock.clone()),
-            code_ip: Limiter::new(s.code_per_ip, clock.clone()),
-            password_user: Limiter::new(s.password_per_user, clock.clone()),
-            password_ip: Limiter::new(s.password_per_ip, clock.clone()),
-            anonymous_ip: Limiter::new(s.anonymous_per_ip, clock),
+            limiters: Limit::ALL
+                .iter()
+                .map(|l| Limiter::new(l.rate(s), clock.clone()))
+                .collect(),
         }
     }
 
-    fn by_index(&self, i: usize) -> &Limiter {
-        match i {
-            0 => &self.code_target,
-            1 => &self.code_ip,
-            2 => &self.password_user,
-            3 => &self.password_ip,
-            _ => &self.anonymous_ip,
+    fn limiter(&self, l: Limit) -> &Limiter {
+        &self.limiters[l as usize]
+    }
+
+    fn one(&self, l: Limit, key: &str) -> Result<Permits, Refusal> {
+        match self.limiter(l).acquire(key) {
+            Ok(p) => Ok(Permits(vec![(l, p)])),
+            Err(s) => Err(Refusal::new(l, s)),
         }
     }
 
-    fn both(&self, a: (usize, &str), b: (usize, &str)) -> Result<Permits, Refusal> {
-        let first = self
-            .by_index(a.0)
-            .acquire(a.1)
-            .map_err(|s| Refusal::new(a.0, s))?;
-        match self.by_index(b.0).acquire(b.1) {
-            Ok(second) => Ok(Permits(vec![(a.0, first), (b.0, second)])),
-            Err(s) => {
-                self.by_index(a.0).refund(first);
-                Err(Refusal::new(b.0, s))
+    fn both(&self, a: (Limit, &str), b: (Limit, &str)) -> Result<Permits, Refusal> {
+        let mut first = self.one(a.0, a.1)?;
+        match self.one(b.0, b.1) {
+            Ok(mut second) => {
+                first.0.append(&mut second.0);
+                Ok(first)
+            }
+            Err(r) => {
+                self.refund(first);
+                Err(r)
             }
         }
     }
 
     /// One code for `target` (normalised phone or e-mail) requested from `ip`.
     pub fn code(&self, target: &str, ip: &str) -> Result<Permits, Refusal> {
-        self.both((0, &target.to_lowercase()), (1, ip))
+        self.both(
+            (Limit::CodeTarget, &target.to_lowercase()),
+            (Limit::CodeIp, ip),
+        )
     }
 
-    /// One password attempt for `username` from `ip`.
-    pub fn password(&self, username: &str, ip: &str) -> Result<Permits, Refusal> {
-        self.both((2, &username.to_lowercase()), (3, ip))
+    /// One password attempt for the account `account` from `ip`.
+    pub fn password(&self, account: &str, ip: &str) -> Result<Permits, Refusal> {
+        self.both(
+            (Limit::PasswordUser, &account.to_lowercase()),
+            (Limit::PasswordIp, ip),
+        )
     }
 
     /// One guest sign-in from `ip`.
     pub fn anonymous(&self, ip: &str) -> Result<Permits, Refusal> {
-        match self.anonymous_ip.acquire(ip) {
-            Ok(p) => Ok(Permits(vec![(4, p)])),
-            Err(s) => Err(Refusal::new(4, s)),
-        }
+        self.one(Limit::AnonymousIp, ip)
+    }
+
+    /// One provider redirect started from `ip`.
+    pub fn start(&self, ip: &str) -> Result<Permits, Refusal> {
+        self.one(Limit::StartIp, ip)
+    }
+
+    /// One custom-ticket sign-in from `ip` (refunded when the ticket signs in).
+    pub fn ticket(&self, ip: &str) -> Result<Permits, Refusal> {
+        self.one(Limit::TicketIp, ip)
+    }
+
+    /// One captcha started from `ip`.
+    pub fn captcha(&self, ip: &str) -> Result<Permits, Refusal> {
+        self.one(Limit::CaptchaIp, ip)
     }
 
     /// Gives the units back.
     pub fn refund(&self, permits: Permits) {
-        for (i, p) in permits.0 {
-            self.by_index(i).refund(p);
+        for (l, p) in permits.0 {
+            self.limiter(l).refund(p);
         }
     }
 }
@@ -182,23 +255,18 @@ impl RateLimits {
 /// A refused request: which limit, and the seconds to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
-    /// The limit that refused (`code_target`, `code_ip`, `password_user`, `password_ip`,
-    /// `anonymous_ip`).
+    /// The limit that refused (its [`Limit::name`]).
     pub limit: &'static str,
     /// Seconds until the next attempt may pass.
     pub retry_after: u64,
 }
 
 impl Refusal {
-    fn new(i: usize, retry_after: u64) -> Refusal {
-        let limit = match i {
-            0 => "code_target",
-            1 => "code_ip",
-            2 => "password_user",
-            3 => "password_ip",
-            _ => "anonymous_ip",
-        };
-        Refusal { limit, retry_after }
+    fn new(l: Limit, retry_after: u64) -> Refusal {
+        Refusal {
+            limit: l.name(),
+            retry_after,
+        }
     }
 }
 

@@ -865,3 +865,252 @@ async fn unlinking_the_last_sign_in_method_is_refused() {
         page.body
     );
 }
+
+// ----- 10. plain-http provider and captcha pages -----
+
+#[actix_web::test]
+async fn plain_http_provider_and_captcha_pages_are_refused_outside_insecure_cookie() {
+    // A production-like gateway (https, Secure cookies) in front of a CloudBase whose pages are
+    // plain http (the emulator's): the browser is never sent there.
+    let s = start(
+        "public_url = \"https://app.example.com\"\nallowed_hosts = [\"127.0.0.1\"]\nproviders = [\"github\"]\n",
+    )
+    .await;
+    let b = s.browser();
+    let page = b.get("/__auth/start?provider=github&rd=/").await;
+    assert_eq!(page.status, 502, "{}", page.body);
+    assert!(page.location.is_empty());
+    assert!(
+        page.has("The other service could not confirm who you are"),
+        "{}",
+        page.body
+    );
+    assert_eq!(s.calls("/auth/v1/provider/uri").await, 1);
+    s.env.settings(json!({ "captcha_required": true })).await;
+    b.get("/__auth/").await;
+    let page = b
+        .post(
+            "/__auth/sign_in/password",
+            &[("username", "alice"), ("password", "alice-pass-1")],
+        )
+        .await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.location.is_empty());
+    assert_eq!(s.calls("/auth/v1/captcha/init").await, 1);
+
+    // In insecure_cookie development the same pages are used.
+    let dev = start("providers = [\"github\"]\n").await;
+    let page = dev
+        .browser()
+        .get("/__auth/start?provider=github&rd=/")
+        .await;
+    assert_eq!(page.status, 302);
+    assert!(page.location.starts_with("http://127.0.0.1"));
+}
+
+// ----- 11. unauthenticated CloudBase calls are limited per client -----
+
+#[actix_web::test]
+async fn unauthenticated_cloudbase_calls_are_rate_limited_per_client() {
+    let (private, public, other) = harness::ticket_keys();
+    let mut opts = cloudbase_gateway::emulator::EmulatorOptions::new("test-env");
+    opts.ticket_keys = vec![("key-1".into(), public)];
+    let s = harness::start_with(
+        opts,
+        "providers = [\"github\"]\nrate_limit_start_per_ip = \"3/1m\"\nrate_limit_ticket_per_ip = \"2/1m\"\nrate_limit_captcha_per_ip = \"2/1m\"\n",
+    )
+    .await;
+    let b = s.browser();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let page = b.get("/__auth/start?provider=github&rd=/").await;
+        if page.status == 429 {
+            assert!(page.headers.get("retry-after").is_some());
+        }
+        statuses.push(page.status);
+    }
+    assert_eq!(statuses, [302, 302, 302, 429, 429, 429]);
+    assert_eq!(s.calls("/auth/v1/provider/uri").await, 3);
+
+    // Tickets that sign in do not count; refused ones do.
+    let http = awc::Client::new();
+    let post = |t: String| {
+        let http = http.clone();
+        let url = format!("{}/__auth/ticket", s.url);
+        async move {
+            http.post(url)
+                .send_json(&json!({ "ticket": t }))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let t0 = now_ms();
+    for i in 0..4 {
+        assert_eq!(
+            post(harness::make_ticket(&private, "test-env", t0 + i)).await,
+            200
+        );
+    }
+    let forged = |i| harness::make_ticket(&other, "test-env", t0 + 100 + i);
+    assert_eq!(post(forged(1)).await, 401);
+    assert_eq!(post(forged(2)).await, 401);
+    assert_eq!(post(forged(3)).await, 429);
+    assert_eq!(
+        post(harness::make_ticket(&private, "test-env", t0 + 9)).await,
+        429
+    );
+    assert_eq!(s.calls("/auth/v1/signin/custom").await, 6);
+
+    // Captchas started.
+    s.env.settings(json!({ "captcha_required": true })).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let b = s.browser();
+        b.get("/__auth/").await;
+        let page = b
+            .post(
+                "/__auth/sign_in/password",
+                &[("username", "alice"), ("password", "alice-pass-1")],
+            )
+            .await;
+        statuses.push(page.status);
+    }
+    assert_eq!(statuses, [302, 302, 429]);
+    assert_eq!(s.calls("/auth/v1/captcha/init").await, 2);
+}
+
+// ----- 12. request bodies have a deadline -----
+
+#[actix_web::test]
+async fn slow_request_bodies_are_cut_off() {
+    let (echo, seen) = spawn_recording(false);
+    let s = start(&format!(
+        "client_body_timeout = \"1s\"\n[[routes]]\npath = \"/upload\"\npolicy = \"public\"\nupstream = \"{echo}\"\n"
+    ))
+    .await;
+    let host = host_of(&s);
+    // A form the gateway reads itself, one byte then nothing.
+    let (status, headers, body) = raw_from(
+        None,
+        &s.url,
+        &format!(
+            "POST /__auth/sign_in/password HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\nAccept: text/html\r\n\r\n"
+        ),
+        b"u",
+    )
+    .await;
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    // A proxied upload that stops sending.
+    let (status, _, body) = raw_from(
+        None,
+        &s.url,
+        &format!(
+            "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000\r\nAccept: application/json\r\n\r\n"
+        ),
+        b"0123456789",
+    )
+    .await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("body_timeout"), "{body}");
+    // Bodies that arrive are passed on.
+    let (status, _, body) = raw_from(
+        None,
+        &s.url,
+        &format!(
+            "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        ),
+        b"0123456789",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(seen.all(), vec!["POST /upload?".to_string()]);
+}
+
+// ----- 14. client mistakes get client answers -----
+
+#[actix_web::test]
+async fn client_mistakes_get_client_answers() {
+    let s = start("[[routes]]\npath = \"/open\"\npolicy = \"public\"\n").await;
+    let host = host_of(&s);
+    let ask = |line: &str, extra: &str| {
+        format!("{line}\r\nHost: {host}\r\nAccept: application/json\r\n{extra}Connection: close\r\n\r\n")
+    };
+    for line in ["OPTIONS * HTTP/1.1", "GET * HTTP/1.1"] {
+        let (status, _, body) = raw(&s.url, &ask(line, "")).await;
+        assert_eq!(status, 400, "{line}: {body}");
+    }
+    for line in ["TRACE /open HTTP/1.1", "TRACE / HTTP/1.1"] {
+        let (status, headers, body) = raw(&s.url, &ask(line, "")).await;
+        assert_eq!(status, 405, "{line}: {body}");
+        assert!(header(&headers, "allow").is_some_and(|a| !a.contains("TRACE")));
+    }
+    let (status, _, body) = raw(&s.url, &ask(&format!("CONNECT {host} HTTP/1.1"), "")).await;
+    assert_eq!(status, 405, "CONNECT: {body}");
+    let (status, _, body) = raw_from(
+        None,
+        &s.url,
+        &ask("POST /open HTTP/1.1", "Transfer-Encoding: chunked\r\n"),
+        b"zz\r\nnot a chunk\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "a malformed chunked body: {body}");
+    // A well-formed chunked body passes.
+    let (status, _, body) = raw_from(
+        None,
+        &s.url,
+        &ask("POST /open HTTP/1.1", "Transfer-Encoding: chunked\r\n"),
+        b"5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+// ----- 16. nameless upstream cookies -----
+
+#[actix_web::test]
+async fn nameless_and_case_folded_upstream_cookies_are_dropped() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}", l.local_addr().unwrap());
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|| async {
+            let mut b = HttpResponse::Ok();
+            for c in [
+                "=cbgw_session=planted; Path=/",
+                "cbgw_session",
+                "CBGW_SESSION=planted; Path=/",
+                " cbgw_session =planted",
+                "Cbgw_Session_Csrf=planted",
+                "=planted",
+                "app_pref=dark; Path=/",
+            ] {
+                b.append_header(("set-cookie", c));
+            }
+            b.body("ok")
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(l)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    let s = start(&format!(
+        "[[routes]]\npath = \"/app\"\npolicy = \"public\"\nupstream = \"{upstream}\"\n"
+    ))
+    .await;
+    let resp = awc::Client::new()
+        .get(format!("{}/app", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookies: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cookies, vec!["app_pref=dark; Path=/".to_string()]);
+}

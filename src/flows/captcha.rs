@@ -189,9 +189,11 @@ fn call_name(endpoint: &str) -> String {
 
 /// Keeps the step and starts a captcha for it.
 ///
-/// Fails with CloudBase's refusal of `captcha/init` or `captcha/data`, or
+/// Fails with [`FlowError::RateLimited`] over the per-client captcha limit (CloudBase not
+/// called), CloudBase's refusal of `captcha/init` or `captcha/data`, or
 /// [`FlowError::Unavailable`].
 pub async fn begin(ctx: &Ctx<'_>, b: Begin<'_>) -> Result<Challenge, FlowError> {
+    ctx.limits.captcha(&ctx.client_ip)?;
     let mut flow = CaptchaFlow {
         step: b.step,
         rd: b.rd.to_string(),
@@ -217,7 +219,11 @@ pub async fn begin(ctx: &Ctx<'_>, b: Begin<'_>) -> Result<Challenge, FlowError> 
                         ctx.flows.remove(&id).await;
                         return Ok(Challenge::Token(token, a.expires_in));
                     }
-                    match a.url.as_deref().and_then(super::provider::web_page) {
+                    let page = a
+                        .url
+                        .as_deref()
+                        .and_then(|u| super::provider::web_page(u, ctx.allow_http_pages));
+                    match page {
                         Some(url) => Ok(Challenge::Redirect(url)),
                         None => {
                             ctx.flows.remove(&id).await;

@@ -54,6 +54,8 @@ pub struct Ctx<'a> {
     pub states: &'a States,
     /// Solved captchas, per browser.
     pub captcha_tokens: &'a captcha::TokenCache,
+    /// Whether CloudBase may send the browser to plain-http pages (`insecure_cookie`).
+    pub allow_http_pages: bool,
 }
 
 impl Ctx<'_> {

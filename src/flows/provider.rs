@@ -38,9 +38,11 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// A page CloudBase sends the browser to (a provider's authorization page, a captcha page), as
-/// CloudBase gives it: the SDK runs `decodeURIComponent`
-/// on `uri`, so an encoded URL is decoded once; anything but an http(s) URL is refused.
-pub fn web_page(uri: &str) -> Option<String> {
+/// CloudBase gives it: the SDK runs `decodeURIComponent` on `uri`, so an encoded URL is
+/// decoded once; anything but an https URL is refused, and plain http passes only with
+/// `allow_http` (`insecure_cookie` development, the emulator being http): a page that asks
+/// for a password or a WeChat scan must not travel in clear text.
+pub fn web_page(uri: &str, allow_http: bool) -> Option<String> {
     let lower = uri.get(..8).unwrap_or(uri).to_ascii_lowercase();
     let decoded = if lower.starts_with("http%3a") || lower.starts_with("https%3a") {
         percent_encoding::percent_decode_str(uri)
@@ -51,7 +53,18 @@ pub fn web_page(uri: &str) -> Option<String> {
         uri.to_string()
     };
     let url = url::Url::parse(&decoded).ok()?;
-    (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then(|| url.to_string())
+    let scheme_ok = match url.scheme() {
+        "https" => true,
+        "http" if allow_http => true,
+        "http" => {
+            tracing::warn!(
+                "CloudBase gave a plain-http page to send the browser to; refused (only https outside insecure_cookie)"
+            );
+            false
+        }
+        _ => false,
+    };
+    (scheme_ok && url.host().is_some()).then(|| url.to_string())
 }
 
 /// How recent a sign-in lets a user link a provider without confirming who they are again: a
@@ -65,8 +78,9 @@ pub const RECENT_SIGN_IN: Duration = Duration::from_secs(300);
 /// sign-in less than [`RECENT_SIGN_IN`] ago (else see [`link_after_sudo`]).
 ///
 /// Returns the URL to send the browser to. Fails with [`FlowError::SignInNeeded`] for a bind
-/// without a registered user, [`FlowError::SudoNeeded`] for a bind by an older session, or
-/// CloudBase's refusal (unknown provider).
+/// without a registered user, [`FlowError::SudoNeeded`] for a bind by an older session,
+/// [`FlowError::RateLimited`] over the per-client limit of starts, or CloudBase's refusal
+/// (unknown provider).
 pub async fn start(
     ctx: &Ctx<'_>,
     provider_id: &str,
@@ -115,6 +129,8 @@ async fn redirect(
     rd: String,
     callback: &str,
 ) -> Result<String, FlowError> {
+    // Each start costs a flow record and a CloudBase call: limited per client before either.
+    ctx.limits.start(&ctx.client_ip)?;
     let device_id = ctx.device_id();
     let kind = if bind_sub.is_some() {
         StateKind::ProviderBind
@@ -140,7 +156,7 @@ async fn redirect(
         .provider_uri(&ctx.call(&device_id), &request)
         .await;
     let page = match answer {
-        Ok(r) => web_page(&r.uri).ok_or_else(|| {
+        Ok(r) => web_page(&r.uri, ctx.allow_http_pages).ok_or_else(|| {
             tracing::warn!(
                 provider = provider_id,
                 "provider/uri answered no usable URL"
@@ -284,16 +300,22 @@ mod tests {
     #[test]
     fn the_authorization_page_is_an_http_url_decoded_once() {
         assert_eq!(
-            web_page("https://open.weixin.qq.com/connect?x=1").as_deref(),
+            web_page("https://open.weixin.qq.com/connect?x=1", false).as_deref(),
             Some("https://open.weixin.qq.com/connect?x=1")
         );
         assert_eq!(
-            web_page("https%3A%2F%2Fgithub.com%2Flogin%3Fa%3D1").as_deref(),
+            web_page("https%3A%2F%2Fgithub.com%2Flogin%3Fa%3D1", false).as_deref(),
             Some("https://github.com/login?a=1")
         );
-        assert_eq!(web_page("javascript:alert(1)"), None);
-        assert_eq!(web_page("/relative"), None);
-        assert_eq!(web_page(""), None);
+        assert_eq!(web_page("http://github.com/login", false), None);
+        assert_eq!(web_page("http%3A%2F%2Fgithub.com%2Flogin", false), None);
+        assert_eq!(
+            web_page("http://127.0.0.1:8787/consent", true).as_deref(),
+            Some("http://127.0.0.1:8787/consent")
+        );
+        assert_eq!(web_page("javascript:alert(1)", true), None);
+        assert_eq!(web_page("/relative", true), None);
+        assert_eq!(web_page("", true), None);
     }
 
     #[test]

@@ -11,9 +11,10 @@ const MAX_TICKET: usize = 8 * 1024;
 
 /// Signs in with a custom-login ticket.
 ///
-/// Fails with [`FlowError::Input`] for something that is not a ticket, or
-/// [`FlowError::Refused`] (`err.ticket`) when CloudBase refuses it: forged, expired, or for
-/// another environment.
+/// Fails with [`FlowError::Input`] for something that is not a ticket,
+/// [`FlowError::RateLimited`] after too many refused tickets from this client, or
+/// [`FlowError::Refused`] (`err.ticket`) when CloudBase refuses it: forged, expired, used, or
+/// for another environment.
 pub async fn sign_in(ctx: &Ctx<'_>, ticket: Secret, rd: String) -> Result<Outcome, FlowError> {
     let t = ticket.expose().trim();
     let well_formed = t.len() <= MAX_TICKET
@@ -28,6 +29,9 @@ pub async fn sign_in(ctx: &Ctx<'_>, ticket: Secret, rd: String) -> Result<Outcom
             retry_after: None,
         });
     }
+    // Refused tickets are limited per client before CloudBase is called; one that signs in
+    // gives its unit back, so a backend signing its users in is not slowed down.
+    let permits = ctx.limits.ticket(&ctx.client_ip)?;
     let device_id = ctx.device_id();
     let ticket = Secret::new(t);
     match ctx
@@ -35,7 +39,15 @@ pub async fn sign_in(ctx: &Ctx<'_>, ticket: Secret, rd: String) -> Result<Outcom
         .signin_custom(&ctx.call(&device_id), &ticket)
         .await
     {
-        Ok(creds) => ctx.finish(creds, &device_id, rd, "ticket").await,
-        Err(e) => Err(refused(&e, Step::Ticket)),
+        Ok(creds) => {
+            ctx.limits.refund(permits);
+            ctx.finish(creds, &device_id, rd, "ticket").await
+        }
+        Err(e) => {
+            if e.is_unavailable() {
+                ctx.limits.refund(permits);
+            }
+            Err(refused(&e, Step::Ticket))
+        }
     }
 }

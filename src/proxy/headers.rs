@@ -153,7 +153,10 @@ pub fn upstream_request_headers(
 }
 
 /// The upstream's response headers minus hop-by-hop ones and minus any `Set-Cookie` for the
-/// gateway's own cookies (an upstream must not be able to plant or clear a session).
+/// gateway's own cookies (an upstream must not be able to plant or clear a session): a name
+/// that is ours in any case, and any cookie without a name, which a browser stores with its
+/// whole text as the value and sends back as `=cbgw_session=…`, or as a bare `cbgw_session=…`
+/// in a `Cookie` header that servers read as ours.
 pub fn downstream_response_headers(
     upstream: &HeaderMap,
     is_ours: impl Fn(&str) -> bool,
@@ -165,13 +168,17 @@ pub fn downstream_response_headers(
             continue;
         }
         if name == actix_web::http::header::SET_COOKIE {
-            let cookie_name = value
+            let pair = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.split('=').next())
-                .map(str::trim)
+                .and_then(|v| v.split(';').next())
                 .unwrap_or_default();
-            if is_ours(cookie_name) {
+            let cookie_name = match pair.split_once('=') {
+                Some((n, _)) => n.trim(),
+                // No `=`: the browser takes the text as a nameless cookie's value.
+                None => "",
+            };
+            if cookie_name.is_empty() || is_ours(cookie_name) {
                 continue;
             }
         }

@@ -260,21 +260,22 @@ async fn forward(
     if gw.config.proxy.pass_host_header {
         up = up.insert_header((header::HOST, inc.authority.clone()));
     }
-    let max = gw.config.proxy.max_body_size;
-    let mut seen = 0u64;
-    let limited = body.map(move |chunk| {
-        let chunk: web::Bytes = chunk?;
-        seen += chunk.len() as u64;
-        if seen > max {
-            return Err(actix_web::error::PayloadError::Overflow);
-        }
-        Ok(chunk)
-    });
+    let fault = BodyFault::default();
     let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-    let sent = match content_length {
-        Some(n) => up.send_body(SizedStream::new(n, limited)).await,
-        None if chunked => up.send_stream(limited).await,
-        None => up.send_body(awc::body::None::new()).await,
+    let sent = if content_length.is_some() || chunked {
+        let limited = guarded_body(
+            body,
+            gw.config.proxy.max_body_size,
+            gw.config.proxy.client_body_timeout,
+            fault.clone(),
+        )
+        .await?;
+        match content_length {
+            Some(n) => up.send_body(SizedStream::new(n, limited)).await,
+            None => up.send_stream(limited).await,
+        }
+    } else {
+        up.send_body(awc::body::None::new()).await
     };
     let upstream = sent.map_err(|e| {
         use awc::error::{ConnectError, SendRequestError};
@@ -282,9 +283,9 @@ async fn forward(
             SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
                 GatewayError::UpstreamTimeout
             }
-            // Our size limit stopped the body (a client's broken stream ends up here too, and
-            // either way the request cannot go through as sent).
-            SendRequestError::Body(_) => GatewayError::BodyTooLarge,
+            // The client's body stopped the request: say why (over the size limit, too slow,
+            // or not well-formed); it cannot go through as sent.
+            SendRequestError::Body(_) => fault.error(),
             _ => GatewayError::UpstreamUnreachable,
         }
     })?;
@@ -314,6 +315,96 @@ async fn forward(
     Ok(match length {
         Some(n) => b.body(SizedStream::new(n, upstream)),
         None => b.body(BodyStream::new(upstream)),
+    })
+}
+
+/// Why a client's request body stopped a proxied request.
+#[derive(Clone, Default)]
+struct BodyFault(std::rc::Rc<std::cell::Cell<Option<BodyFaultKind>>>);
+
+#[derive(Clone, Copy)]
+enum BodyFaultKind {
+    TooLarge,
+    Idle,
+    Malformed,
+}
+
+impl BodyFault {
+    fn set(&self, kind: BodyFaultKind) {
+        self.0.set(Some(kind));
+    }
+
+    /// The error for the client (a body that failed for no reason recorded is malformed).
+    fn error(&self) -> GatewayError {
+        match self.0.get() {
+            Some(BodyFaultKind::TooLarge) => GatewayError::BodyTooLarge,
+            Some(BodyFaultKind::Idle) => GatewayError::BodyTimeout,
+            Some(BodyFaultKind::Malformed) | None => {
+                GatewayError::BadRequest("The request's body is malformed.")
+            }
+        }
+    }
+}
+
+/// The client's body as passed upstream: at most `max` bytes, never a pause longer than `idle`
+/// between two pieces (a client trickling a byte a second is cut, as nginx's
+/// `client_body_timeout` does), and a broken encoding recorded as such. The first failure
+/// ends the stream and is recorded in `fault`.
+///
+/// The first piece is read before the upstream is asked: a body that never comes, or is
+/// broken from its first byte, is answered (408, 400) without an upstream connection, and
+/// while the client still listens (actix drops a connection whose chunked framing broke once
+/// nothing waits on it).
+///
+/// Fails with the client's error when the first piece fails.
+async fn guarded_body(
+    body: web::Payload,
+    max: u64,
+    idle: std::time::Duration,
+    fault: BodyFault,
+) -> Result<
+    impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>,
+    GatewayError,
+> {
+    let mut stream = Box::pin(body_stream(body, max, idle, fault.clone()));
+    match stream.next().await {
+        Some(Err(_)) => Err(fault.error()),
+        first => Ok(futures_util::stream::iter(first).chain(stream)),
+    }
+}
+
+fn body_stream(
+    body: web::Payload,
+    max: u64,
+    idle: std::time::Duration,
+    fault: BodyFault,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> {
+    use actix_web::error::PayloadError;
+    futures_util::stream::unfold(Some((body, 0u64)), move |state| {
+        let fault = fault.clone();
+        async move {
+            let (mut body, seen) = state?;
+            let failed = |kind: BodyFaultKind, e: PayloadError| {
+                fault.set(kind);
+                Some((Err(e), None))
+            };
+            match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => failed(
+                    BodyFaultKind::Idle,
+                    PayloadError::Io(std::io::ErrorKind::TimedOut.into()),
+                ),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => failed(BodyFaultKind::Malformed, e),
+                Ok(Some(Ok(chunk))) => {
+                    let seen = seen + chunk.len() as u64;
+                    if seen > max {
+                        failed(BodyFaultKind::TooLarge, PayloadError::Overflow)
+                    } else {
+                        Some((Ok(chunk), Some((body, seen))))
+                    }
+                }
+            }
+        }
     })
 }
 

@@ -81,7 +81,11 @@ impl CookieFactory {
 
     /// Whether `name` is one of the gateway's cookies (they never reach the upstream).
     pub fn is_ours(&self, name: &str) -> bool {
-        name == self.session_name || name == self.csrf_name || name == self.lang_name
+        // In any case: browsers read cookie prefixes case-insensitively, and an upstream must
+        // not get past this with `CBGW_SESSION` or `__host-cbgw_session`.
+        [&self.session_name, &self.csrf_name, &self.lang_name]
+            .iter()
+            .any(|ours| name.eq_ignore_ascii_case(ours))
     }
 
     /// The cookie remembering a language chosen with `?lang=` (a year).

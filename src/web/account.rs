@@ -5,6 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::body::Body;
 use super::captcha;
 use super::forms::{self, csrf_form, enc, Form, Posted, View};
 use super::pages::{self, AccountPage, ChangePage, ProviderRow, SudoPage};
@@ -262,7 +263,7 @@ pub async fn confirm(
 /// or sends a code to their own contact (`method=code`).
 pub async fn sudo(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -435,7 +436,7 @@ pub async fn change_form(
 /// `POST /__auth/account/change`: sends a code to the new contact, or sets the password.
 pub async fn change(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -449,7 +450,7 @@ pub async fn change(
 /// `POST /__auth/account/unlink`: unlinks the provider `provider`.
 pub async fn unlink(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {

@@ -5,6 +5,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::body::Body;
 use super::forms::{self, csrf_form, return_url, Form, View};
 use super::pages::{self, SignOutPage};
 use super::{Gateway, Worker, PREFIX};
@@ -72,7 +73,7 @@ pub async fn sign_out_page(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResp
 /// "sign out everywhere"), every session of the user ends, on every device.
 pub async fn sign_out(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -149,9 +150,6 @@ pub async fn userinfo(
     }))
 }
 
-/// Largest JSON body of `POST /__auth/ticket`.
-const MAX_TICKET_BODY: usize = 16 * 1024;
-
 /// `POST /__auth/ticket`: signs in with a custom-login ticket.
 ///
 /// - A form post (`ticket`, `rd` and `csrf`, the token required as on every form: a plain
@@ -165,7 +163,7 @@ const MAX_TICKET_BODY: usize = 16 * 1024;
 ///   for its user.
 pub async fn ticket_sign_in(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -184,9 +182,6 @@ pub async fn ticket_sign_in(
         return pages::error_response(&GatewayError::NotFound, &inc);
     }
     let (ticket, rd, browser) = if json {
-        if body.len() > MAX_TICKET_BODY {
-            return pages::error_response(&GatewayError::BodyTooLarge, &inc);
-        }
         if forms::post_origin(&gw, &req) == forms::PostOrigin::Foreign {
             return pages::error_response(&GatewayError::Csrf, &inc);
         }

@@ -7,6 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::body::Body;
 use super::forms::{self, return_url, Form, Posted, View};
 use super::pages::{self, CaptchaPage};
 use super::{account, login, provider, Gateway, Worker, PREFIX};
@@ -233,7 +234,7 @@ pub async fn image(
 /// `POST /__auth/captcha`: the characters read (`answer`), or `cancel`.
 pub async fn answer(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {

@@ -17,9 +17,6 @@ use crate::flows::{Ctx, FlowError, Outcome};
 use crate::i18n::Lang;
 use crate::session::manager::Loaded;
 
-/// Largest form body read.
-const MAX_FORM: usize = 16 * 1024;
-
 /// A posted or query form.
 #[derive(Default)]
 pub struct Form(HashMap<String, String>);
@@ -95,15 +92,13 @@ pub fn existing_browser(gw: &Gateway, req: &HttpRequest) -> Browser {
 /// that origin and may show user content, and a plain HTML form there must not be able to
 /// post to the gateway (the cookie is HttpOnly, so such a form cannot know the token).
 ///
-/// Fails with [`GatewayError::Csrf`] or [`GatewayError::BodyTooLarge`].
+/// Fails with [`GatewayError::Csrf`]. (The body's size and deadline were checked as it was
+/// read, by [`super::body::Body`].)
 pub fn csrf_form(
     gw: &Gateway,
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<(Form, Browser), GatewayError> {
-    if body.len() > MAX_FORM {
-        return Err(GatewayError::BodyTooLarge);
-    }
     let form = Form::parse(body);
     if post_origin(gw, req) == PostOrigin::Foreign {
         return Err(GatewayError::Csrf);
@@ -323,6 +318,7 @@ pub fn ctx<'a>(
         captcha: None,
         states: &gw.states,
         captcha_tokens: &gw.captcha_tokens,
+        allow_http_pages: gw.config.cookie.insecure,
     }
 }
 

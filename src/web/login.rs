@@ -5,6 +5,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::body::Body;
 use super::captcha;
 use super::forms::{self, enc, return_url, Form, Posted, View};
 use super::pages::{self, CodePage, ContactFormPage, LoginPage, SignedOutPage, Tab};
@@ -143,7 +144,7 @@ pub async fn login(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
 /// `POST /__auth/sign_in/password`.
 pub async fn sign_in_password(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -153,7 +154,7 @@ pub async fn sign_in_password(
 /// `POST /__auth/sign_in/email`: sends a sign-in code by e-mail.
 pub async fn sign_in_email(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -163,7 +164,7 @@ pub async fn sign_in_email(
 /// `POST /__auth/sign_in/sms`: sends a sign-in code by SMS.
 pub async fn sign_in_sms(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -173,7 +174,7 @@ pub async fn sign_in_sms(
 /// `POST /__auth/sign_in/anonymous`: signs the browser in as a guest.
 pub async fn sign_in_anonymous(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -418,7 +419,7 @@ pub async fn sign_up_page(req: HttpRequest, gw: web::Data<Gateway>) -> HttpRespo
 /// `POST /__auth/sign_up`: sends the code that confirms the contact.
 pub async fn sign_up(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -440,7 +441,7 @@ pub async fn forgot_page(req: HttpRequest, gw: web::Data<Gateway>) -> HttpRespon
 /// `POST /__auth/forgot`: sends the code for a password reset.
 pub async fn forgot(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -549,7 +550,7 @@ pub async fn code_entry(
 /// `POST /__auth/code`: checks the code and completes the flow's step.
 pub async fn code_submit(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
@@ -559,7 +560,7 @@ pub async fn code_submit(
 /// `POST /__auth/code/resend`: sends a new code for the flow.
 pub async fn code_resend(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {

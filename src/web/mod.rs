@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod body;
 pub mod captcha;
 pub mod forms;
 pub mod forward_auth;

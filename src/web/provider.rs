@@ -5,6 +5,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::body::Body;
 use super::captcha;
 use super::forms::{self, return_url, Form, Posted};
 use super::{pages, Gateway, Worker, PREFIX};
@@ -101,7 +102,7 @@ pub async fn start(
 /// `POST /__auth/start` (`provider`, `bind=1`): links a provider to the signed-in account.
 pub async fn start_bind(
     req: HttpRequest,
-    body: web::Bytes,
+    body: Body,
     gw: web::Data<Gateway>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {

@@ -104,8 +104,14 @@ pub async fn start_with(mut opts: EmulatorOptions, extra: &str) -> Setup {
     } else {
         "sign_in_methods = [\"password\", \"email_code\", \"sms_code\", \"anonymous\", \"ticket\"]\n"
     };
+    // `extra` may set its own public URL (then it also decides insecure_cookie).
+    let origin = if extra.contains("public_url") {
+        String::new()
+    } else {
+        format!("public_url = \"http://{addr}\"\ninsecure_cookie = true\n")
+    };
     let text = format!(
-        "env_id = \"test-env\"\npublic_url = \"http://{addr}\"\napi_origin = \"{}\"\nupstream = \"{upstream}\"\ninsecure_cookie = true\ncloudbase_timeout = \"2s\"\n{methods}{extra}\n",
+        "env_id = \"test-env\"\n{origin}api_origin = \"{}\"\nupstream = \"{upstream}\"\ncloudbase_timeout = \"2s\"\n{methods}{extra}\n",
         env.emu.url
     );
     let mut f = tempfile::NamedTempFile::new().unwrap();
