@@ -183,19 +183,25 @@ pub fn build_with(
     let mut server = HttpServer::new(move || {
         let cloudbase =
             CloudBaseClient::new(settings.clone(), entropy.clone()).with_observer(observer.clone());
-        let http = awc::Client::builder()
-            .connector(
-                awc::Connector::new()
-                    .limit(0)
-                    .timeout(proxy_timeout.min(Duration::from_secs(10))),
-            )
-            .disable_redirects()
-            .max_http_version(awc::http::Version::HTTP_11)
-            .timeout(proxy_timeout)
-            .finish();
+        let upstream_client = |connector: awc::Connector<_>| {
+            awc::Client::builder()
+                .connector(connector.timeout(proxy_timeout.min(Duration::from_secs(10))))
+                .disable_redirects()
+                .max_http_version(awc::http::Version::HTTP_11)
+                .timeout(proxy_timeout)
+                .finish()
+        };
+        let http = upstream_client(awc::Connector::new().limit(0));
+        // A connection older than zero is never taken from the pool: always a fresh one.
+        let http_fresh =
+            upstream_client(awc::Connector::new().limit(0).conn_lifetime(Duration::ZERO));
         App::new()
             .app_data(gw.clone())
-            .app_data(web::Data::new(Worker { cloudbase, http }))
+            .app_data(web::Data::new(Worker {
+                cloudbase,
+                http,
+                http_fresh,
+            }))
             .wrap_fn(routes::around)
             .configure(routes::configure)
     })

@@ -503,6 +503,49 @@ fn logs_carry_no_password_cookie_or_token() {
     }
 }
 
+/// Sends `raw` as is and reads whatever comes back until the server closes or 10 s pass.
+fn send_raw(gw: &str, raw: &[u8]) -> String {
+    let addr = gw.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(raw);
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut out);
+    text(&out)
+}
+
+#[test]
+fn client_mistakes_are_not_logged_as_errors() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let (guard, lines) = demo(&[], log.reopen().unwrap().into());
+    let gw = lines[0].strip_prefix("listening on ").unwrap().to_string();
+    let host = gw.trim_start_matches("http://").to_string();
+    let bad: Vec<Vec<u8>> = vec![
+        b"GARBAGE\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n".to_vec(),
+        format!("POST /__auth/sign_in/password HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            .into_bytes(),
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nX: \x01\r\n\r\n").into_bytes(),
+    ];
+    for raw in &bad {
+        let answer = send_raw(&gw, raw);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "a client error: {answer}"
+        );
+    }
+    // The gateway still answers.
+    assert!(exchange(&format!("{gw}/ping"), "GET", &[], "").starts_with("HTTP/1.1 200"));
+    drop(guard);
+    let logs = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        !logs.lines().any(|l| l.contains("ERROR")),
+        "no error lines for the client's mistakes:\n{logs}"
+    );
+}
+
 #[test]
 fn ticket_command_prints_a_ticket_the_emulator_accepts() {
     use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};

@@ -1114,3 +1114,82 @@ async fn nameless_and_case_folded_upstream_cookies_are_dropped() {
         .collect();
     assert_eq!(cookies, vec!["app_pref=dark; Path=/".to_string()]);
 }
+
+// ----- 15. upstreams that answer HTTP/1.0 and close -----
+
+/// An upstream like Python's `http.server`: answers `HTTP/1.0` with a `Content-Length`, no
+/// `Connection` header, then logs the request line and closes (that moment is when a pooled
+/// connection looks alive but is not). Counts the requests it answered.
+fn spawn_http10() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answered = count.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let answered = answered.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn.write_all(
+                    b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6 Python/3.11\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+                );
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The request line goes to stderr before the socket closes.
+                std::thread::sleep(Duration::from_millis(20));
+            });
+        }
+    });
+    (url, count)
+}
+
+#[actix_web::test]
+async fn http10_upstreams_that_close_never_give_502() {
+    let (upstream, answered) = spawn_http10();
+    let s = start(&format!(
+        "[[routes]]\npath = \"/py\"\npolicy = \"public\"\nupstream = \"{upstream}\"\n"
+    ))
+    .await;
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .connector(awc::Connector::new().limit(200))
+        .finish();
+    // GETs, whose answers have a body, then HEADs, whose answers have none (awc releases
+    // those connections before the gateway sees them: the retry on a fresh one covers them).
+    for (round, method) in ["GET", "GET", "GET", "HEAD", "HEAD"].iter().enumerate() {
+        let requests = (0..100).map(|i| {
+            let client = client.clone();
+            let url = format!("{}/py/{round}/{i}", s.url);
+            let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+            async move {
+                match client.request(method, url).send().await {
+                    Ok(mut r) => {
+                        let body = r.body().await.map(|b| b.to_vec()).unwrap_or_default();
+                        (r.status().as_u16(), body)
+                    }
+                    Err(_) => (0, Vec::new()),
+                }
+            }
+        });
+        let results = futures_util::future::join_all(requests).await;
+        let want: &[u8] = if *method == "GET" { b"ok" } else { b"" };
+        let bad: Vec<u16> = results
+            .iter()
+            .filter(|(status, body)| *status != 200 || body != want)
+            .map(|(status, _)| *status)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "round {round} ({method}): {} of 100 failed: {bad:?}",
+            bad.len()
+        );
+    }
+    assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 500);
+}

@@ -4,12 +4,11 @@
 
 pub mod headers;
 pub mod policy;
+mod upstream;
 
 use std::time::Instant;
 
-use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
@@ -62,7 +61,7 @@ async fn handle(
     if header_bytes > limits.max_header_size {
         return Err(GatewayError::HeadersTooLarge);
     }
-    if content_length(req).is_some_and(|n| n > limits.max_body_size) {
+    if upstream::content_length(req).is_some_and(|n| n > limits.max_body_size) {
         return Err(GatewayError::BodyTooLarge);
     }
     let path = normalize_path(req.path())
@@ -209,7 +208,7 @@ async fn handle(
             .then_some(inc.authority.as_str());
         websocket(req, body, worker, format!("{base}{pq}"), out_headers, host).await?
     } else {
-        forward(
+        upstream::forward(
             req,
             body,
             gw,
@@ -225,187 +224,6 @@ async fn handle(
         let _ = resp.add_cookie(c);
     }
     Ok(resp)
-}
-
-/// The request's declared body length.
-fn content_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-}
-
-/// Sends the request upstream and streams the answer back.
-async fn forward(
-    req: &HttpRequest,
-    body: web::Payload,
-    gw: &Gateway,
-    worker: &Worker,
-    url: String,
-    out_headers: HeaderMap,
-    inc: &Incoming,
-) -> Result<HttpResponse, GatewayError> {
-    let content_length = content_length(req);
-    let mut up = worker
-        .http
-        .request(req.method().clone(), url)
-        .timeout(gw.config.proxy.timeout)
-        .no_decompress();
-    for (k, v) in out_headers.iter() {
-        // awc answers `Expect: 100-continue` itself.
-        if k != header::EXPECT {
-            up = up.append_header((k.clone(), v.clone()));
-        }
-    }
-    if gw.config.proxy.pass_host_header {
-        up = up.insert_header((header::HOST, inc.authority.clone()));
-    }
-    let fault = BodyFault::default();
-    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-    let sent = if content_length.is_some() || chunked {
-        let limited = guarded_body(
-            body,
-            gw.config.proxy.max_body_size,
-            gw.config.proxy.client_body_timeout,
-            fault.clone(),
-        )
-        .await?;
-        match content_length {
-            Some(n) => up.send_body(SizedStream::new(n, limited)).await,
-            None => up.send_stream(limited).await,
-        }
-    } else {
-        up.send_body(awc::body::None::new()).await
-    };
-    let upstream = sent.map_err(|e| {
-        use awc::error::{ConnectError, SendRequestError};
-        match e {
-            SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
-                GatewayError::UpstreamTimeout
-            }
-            // The client's body stopped the request: say why (over the size limit, too slow,
-            // or not well-formed); it cannot go through as sent.
-            SendRequestError::Body(_) => fault.error(),
-            _ => GatewayError::UpstreamUnreachable,
-        }
-    })?;
-    let mut b = HttpResponse::build(upstream.status());
-    let length = upstream
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let cookies = gw.sessions.cookies();
-    for (k, v) in
-        headers::downstream_response_headers(upstream.headers(), |n| cookies.is_ours(n)).iter()
-    {
-        if k != header::CONTENT_LENGTH {
-            b.append_header((k.clone(), v.clone()));
-        }
-    }
-    let status = upstream.status();
-    // These answers have no body by definition: framing one (even an empty chunked one) would
-    // corrupt the connection.
-    if status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(b.finish());
-    }
-    Ok(match length {
-        Some(n) => b.body(SizedStream::new(n, upstream)),
-        None => b.body(BodyStream::new(upstream)),
-    })
-}
-
-/// Why a client's request body stopped a proxied request.
-#[derive(Clone, Default)]
-struct BodyFault(std::rc::Rc<std::cell::Cell<Option<BodyFaultKind>>>);
-
-#[derive(Clone, Copy)]
-enum BodyFaultKind {
-    TooLarge,
-    Idle,
-    Malformed,
-}
-
-impl BodyFault {
-    fn set(&self, kind: BodyFaultKind) {
-        self.0.set(Some(kind));
-    }
-
-    /// The error for the client (a body that failed for no reason recorded is malformed).
-    fn error(&self) -> GatewayError {
-        match self.0.get() {
-            Some(BodyFaultKind::TooLarge) => GatewayError::BodyTooLarge,
-            Some(BodyFaultKind::Idle) => GatewayError::BodyTimeout,
-            Some(BodyFaultKind::Malformed) | None => {
-                GatewayError::BadRequest("The request's body is malformed.")
-            }
-        }
-    }
-}
-
-/// The client's body as passed upstream: at most `max` bytes, never a pause longer than `idle`
-/// between two pieces (a client trickling a byte a second is cut, as nginx's
-/// `client_body_timeout` does), and a broken encoding recorded as such. The first failure
-/// ends the stream and is recorded in `fault`.
-///
-/// The first piece is read before the upstream is asked: a body that never comes, or is
-/// broken from its first byte, is answered (408, 400) without an upstream connection, and
-/// while the client still listens (actix drops a connection whose chunked framing broke once
-/// nothing waits on it).
-///
-/// Fails with the client's error when the first piece fails.
-async fn guarded_body(
-    body: web::Payload,
-    max: u64,
-    idle: std::time::Duration,
-    fault: BodyFault,
-) -> Result<
-    impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>,
-    GatewayError,
-> {
-    let mut stream = Box::pin(body_stream(body, max, idle, fault.clone()));
-    match stream.next().await {
-        Some(Err(_)) => Err(fault.error()),
-        first => Ok(futures_util::stream::iter(first).chain(stream)),
-    }
-}
-
-fn body_stream(
-    body: web::Payload,
-    max: u64,
-    idle: std::time::Duration,
-    fault: BodyFault,
-) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> {
-    use actix_web::error::PayloadError;
-    futures_util::stream::unfold(Some((body, 0u64)), move |state| {
-        let fault = fault.clone();
-        async move {
-            let (mut body, seen) = state?;
-            let failed = |kind: BodyFaultKind, e: PayloadError| {
-                fault.set(kind);
-                Some((Err(e), None))
-            };
-            match tokio::time::timeout(idle, body.next()).await {
-                Err(_) => failed(
-                    BodyFaultKind::Idle,
-                    PayloadError::Io(std::io::ErrorKind::TimedOut.into()),
-                ),
-                Ok(None) => None,
-                Ok(Some(Err(e))) => failed(BodyFaultKind::Malformed, e),
-                Ok(Some(Ok(chunk))) => {
-                    let seen = seen + chunk.len() as u64;
-                    if seen > max {
-                        failed(BodyFaultKind::TooLarge, PayloadError::Overflow)
-                    } else {
-                        Some((Ok(chunk), Some((body, seen))))
-                    }
-                }
-            }
-        }
-    })
 }
 
 /// Opens the websocket upstream first (so a refusal is a 502), then completes the client's

@@ -70,8 +70,11 @@ pub struct Gateway {
 pub struct Worker {
     /// The CloudBase client.
     pub cloudbase: CloudBaseClient,
-    /// The upstream client.
+    /// The upstream client (pooled connections).
     pub http: awc::Client,
+    /// An upstream client that never reuses a connection, for the one retry of a request whose
+    /// pooled connection was closed under it.
+    pub http_fresh: awc::Client,
 }
 
 /// Facts about one request the handlers need, computed once.
