@@ -300,6 +300,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("err.signup_disabled", "New accounts cannot be created here.", "当前不支持注册新账号。"),
     ("err.invalid_input", "Check what you entered and try again.", "请检查输入内容后重试。"),
     ("err.enter_credentials", "Enter your user name and password.", "请输入用户名和密码。"),
+    ("err.invisible", "What you entered has invisible characters (often copied along with the text). Type it in again.", "输入内容包含不可见字符（常随复制的文字一起带入），请重新输入。"),
     ("err.enter_email", "Enter a valid e-mail address.", "请输入有效的邮箱地址。"),
     ("err.enter_phone", "Enter a valid phone number.", "请输入有效的手机号。"),
     ("err.enter_contact", "Enter an e-mail address or a phone number.", "请输入邮箱或手机号。"),

@@ -208,20 +208,16 @@ impl RateLimits {
         }
     }
 
-    /// One code for `target` (normalised phone or e-mail) requested from `ip`.
+    /// One code for `target` (the contact's limit key: E.164 or case-folded) requested from
+    /// `ip`.
     pub fn code(&self, target: &str, ip: &str) -> Result<Permits, Refusal> {
-        self.both(
-            (Limit::CodeTarget, &target.to_lowercase()),
-            (Limit::CodeIp, ip),
-        )
+        self.both((Limit::CodeTarget, target), (Limit::CodeIp, ip))
     }
 
-    /// One password attempt for the account `account` from `ip`.
+    /// One password attempt for the account `account` (its key: see [`Accounts::key`]) from
+    /// `ip`.
     pub fn password(&self, account: &str, ip: &str) -> Result<Permits, Refusal> {
-        self.both(
-            (Limit::PasswordUser, &account.to_lowercase()),
-            (Limit::PasswordIp, ip),
-        )
+        self.both((Limit::PasswordUser, account), (Limit::PasswordIp, ip))
     }
 
     /// One guest sign-in from `ip`.
@@ -266,6 +262,59 @@ impl Refusal {
         Refusal {
             limit: l.name(),
             retry_after,
+        }
+    }
+}
+
+/// Which sign-in names belong to one account, learned whenever someone signs in (the
+/// account's user name, e-mail and phone, and the name typed), by their limit keys. The
+/// password limit counts every name of a known account as one ([`Accounts::key`]), and a
+/// password reset finds whose sessions to end. Bounded: when full, the names not seen for
+/// longest are forgotten first.
+pub struct Accounts {
+    names: Mutex<HashMap<String, (String, u64)>>,
+    capacity: usize,
+    clock: SharedClock,
+}
+
+impl Accounts {
+    /// A map of at most `capacity` names.
+    pub fn new(capacity: usize, clock: SharedClock) -> Accounts {
+        Accounts {
+            names: Mutex::new(HashMap::new()),
+            capacity: capacity.max(16),
+            clock,
+        }
+    }
+
+    /// Records that the names (limit keys; empty ones are skipped) belong to user `sub`.
+    pub fn learn<'a>(&self, names: impl IntoIterator<Item = &'a str>, sub: &str) {
+        let now = self.clock.unix_secs();
+        let mut map = self.names.lock();
+        for name in names.into_iter().filter(|n| !n.is_empty()) {
+            if map.len() >= self.capacity && !map.contains_key(name) {
+                // Forget the older half at once, so a full map costs one sort per many names.
+                let mut seen: Vec<u64> = map.values().map(|(_, t)| *t).collect();
+                seen.sort_unstable();
+                let cut = seen[seen.len() / 2];
+                map.retain(|_, (_, t)| *t > cut);
+            }
+            map.insert(name.to_string(), (sub.to_string(), now));
+        }
+    }
+
+    /// The user a name (limit key) is known to belong to.
+    pub fn account_of(&self, name: &str) -> Option<String> {
+        self.names.lock().get(name).map(|(sub, _)| sub.clone())
+    }
+
+    /// The key the password limit counts attempts on `name` (a limit key) under: its account
+    /// when known, so a user name, e-mail and phone of one user share one count; else the
+    /// name.
+    pub fn key(&self, name: &str) -> String {
+        match self.account_of(name) {
+            Some(sub) => format!("uid:{sub}"),
+            None => format!("name:{name}"),
         }
     }
 }
@@ -329,6 +378,30 @@ mod tests {
     }
 
     #[test]
+    fn an_accounts_names_share_one_password_key() {
+        let clock = Arc::new(ManualClock::default());
+        let a = Accounts::new(16, clock.clone());
+        assert_eq!(a.key("alice"), "name:alice");
+        a.learn(
+            ["alice", "alice@example.com", "+8613800000001", ""],
+            "uid-1",
+        );
+        for n in ["alice", "alice@example.com", "+8613800000001"] {
+            assert_eq!(a.key(n), "uid:uid-1", "{n}");
+        }
+        assert_eq!(a.account_of("+8613800000001").as_deref(), Some("uid-1"));
+        assert_eq!(a.key(""), "name:", "empty names are never learned");
+        // Full: the names not seen for longest go first.
+        for i in 0..40 {
+            clock.advance(Duration::from_secs(1));
+            a.learn([format!("user{i}").as_str()], &format!("uid-{i}"));
+        }
+        assert!(a.names.lock().len() <= 16);
+        assert_eq!(a.account_of("alice"), None);
+        assert_eq!(a.account_of("user39").as_deref(), Some("uid-39"));
+    }
+
+    #[test]
     fn a_refusal_by_the_second_limit_gives_the_first_unit_back() {
         let clock = Arc::new(ManualClock::default());
         let s = RateLimitSettings {
@@ -342,7 +415,7 @@ mod tests {
             captcha_per_ip: None,
         };
         let r = RateLimits::new(&s, clock.clone());
-        r.code("A@example.com", "1.2.3.4").unwrap();
+        r.code("a@example.com", "1.2.3.4").unwrap();
         let e = r.code("a@example.com", "5.6.7.8").unwrap_err();
         assert_eq!((e.limit, e.retry_after), ("code_target", 60));
         r.code("b@example.com", "1.2.3.4").unwrap();

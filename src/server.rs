@@ -147,6 +147,11 @@ pub fn build_with(
         deps.entropy.clone(),
     );
     let limits = RateLimits::new(&config.rate_limits, deps.clock.clone());
+    // A user name, an e-mail and a phone per account.
+    let accounts = crate::ratelimit::Accounts::new(
+        (config.session.capacity as usize).saturating_mul(3),
+        deps.clock.clone(),
+    );
     let states = crate::flow::state::States::new(
         crate::flow::seal::Sealer::new(&keyring.derive("state-seal"), deps.entropy.clone()),
         keyring.derive("state-browser"),
@@ -163,6 +168,7 @@ pub fn build_with(
         brand,
         flows,
         limits,
+        accounts,
         states,
         captcha_tokens,
         routes: Routes::new(config.routes.clone()),

@@ -1193,3 +1193,67 @@ async fn http10_upstreams_that_close_never_give_502() {
     }
     assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 500);
 }
+
+// ----- 13. rate-limit keys do not depend on spelling -----
+
+#[actix_web::test]
+async fn rate_limit_keys_count_every_spelling_of_a_name_once() {
+    let s = start(
+        "rate_limit_password_per_user = \"3/5m\"\nrate_limit_password_per_ip = \"100/5m\"\nrate_limit_code_per_ip = \"100/1h\"\n",
+    )
+    .await;
+    // One code per minute to an address, however it is spelled.
+    let b = s.browser();
+    let page = harness::send_code(&b, "email", "email", "alice@example.com", "/").await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    for spelling in ["ALICE@example.com", " Alice@Example.COM "] {
+        let page = harness::send_code(&b, "email", "email", spelling, "/").await;
+        assert_eq!(page.status, 429, "{spelling}: {}", page.body);
+    }
+    // Invisible characters are refused with a message that says so.
+    let page = harness::send_code(&b, "email", "email", "alice@example.com\u{200b}", "/").await;
+    assert_eq!(page.status, 400);
+    assert!(page.has("invisible characters"), "{}", page.body);
+    let page = b
+        .password_sign_in("ali\u{200d}ce", "alice-pass-1", "/")
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(page.has("invisible characters"), "{}", page.body);
+    // Phone numbers: one number in every spelling.
+    let page = harness::send_code(&b, "sms", "phone", "13800000002", "/").await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    for spelling in [
+        "008613800000002",
+        "+86013800000002",
+        "8613800000002",
+        "+86 138 0000 0002",
+    ] {
+        let page = harness::send_code(&b, "sms", "phone", spelling, "/").await;
+        assert_eq!(page.status, 429, "{spelling}: {}", page.body);
+    }
+    let sent = s.env.requests_to("/auth/v1/verification").await;
+    assert_eq!(sent.len(), 2, "one code per address");
+
+    // Password attempts: alice's user name, e-mail and phone are one account once she has
+    // signed in here.
+    signed_in(&s, "alice", "alice-pass-1").await;
+    let calls = s.calls("/auth/v1/signin").await;
+    let attacker = s.browser();
+    for name in ["alice", "alice@example.com", "+86 138 0000 0001"] {
+        let page = attacker.password_sign_in(name, "guess", "/").await;
+        assert_eq!(page.status, 401, "{name}: {}", page.body);
+    }
+    for name in ["13800000001", "ALICE", "008613800000001"] {
+        let page = attacker.password_sign_in(name, "guess", "/").await;
+        assert_eq!(page.status, 429, "{name}: {}", page.body);
+    }
+    assert_eq!(s.calls("/auth/v1/signin").await, calls + 3);
+    // Someone else's account is not affected.
+    assert_eq!(
+        attacker
+            .password_sign_in("bob", "bob-pass-1", "/")
+            .await
+            .status,
+        302
+    );
+}

@@ -73,7 +73,9 @@ pub async fn sudo_with_password(
     if password.expose().is_empty() || password.expose().len() > 1024 {
         return Err(FlowError::Input("err.enter_password"));
     }
-    let permits = ctx.limits.password(&user.record.sub, &ctx.client_ip)?;
+    let permits = ctx
+        .limits
+        .password(&format!("uid:{}", user.record.sub), &ctx.client_ip)?;
     let sudo = ctx
         .cloudbase
         .sudo(

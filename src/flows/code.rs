@@ -13,6 +13,7 @@
 //! the verification id and contact; passwords are never stored (they are entered with the
 //! code and sent at once).
 
+use super::names::limit_key;
 use super::{
     refused, valid_password, valid_username, Change, CodeFlow, Ctx, Elevated, FlowError, Outcome,
     Pending, Purpose, Step,
@@ -110,7 +111,9 @@ async fn send_code(
     bearer: Option<&Secret>,
     device_id: &str,
 ) -> Result<(String, bool), FlowError> {
-    let permits = ctx.limits.code(contact.value(), &ctx.client_ip)?;
+    let permits = ctx
+        .limits
+        .code(&limit_key(contact.value()), &ctx.client_ip)?;
     let (target, usage) = target(purpose, ctx.sign_up);
     let request = VerificationRequest {
         contact: contact.clone(),
@@ -380,11 +383,20 @@ async fn complete(
                 password: Some(password),
                 verification_token: None,
             };
-            let creds = ctx
-                .cloudbase
-                .signin(&call, &request)
-                .await
-                .map_err(|e| refused(&e, Step::Password))?;
+            let creds = match ctx.cloudbase.signin(&call, &request).await {
+                Ok(c) => c,
+                Err(e) => {
+                    // The password changed, but signing in with it failed (CloudBase went away
+                    // between the calls): the account's sessions still end, when it is known.
+                    if let Some(sub) = ctx.accounts.account_of(&limit_key(flow.contact.value())) {
+                        ctx.sessions
+                            .end_all_of(ctx.cloudbase, &sub, None)
+                            .await
+                            .map_err(|_| FlowError::Store)?;
+                    }
+                    return Err(refused(&e, Step::Password));
+                }
+            };
             let outcome = ctx.finish(creds, &flow.device_id, rd, "reset").await?;
             // Whoever knew the old password is signed out everywhere: a reset is what a user
             // does when someone else may be in the account.

@@ -11,6 +11,7 @@ pub mod account;
 pub mod anonymous;
 pub mod captcha;
 pub mod code;
+pub mod names;
 pub mod password;
 pub mod provider;
 pub mod ticket;
@@ -25,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimits, Refusal};
 use crate::secret::Secret;
 use crate::session::manager::{snapshot, Loaded, SessionManager, Started};
+pub use names::{parse_contact, parse_email, parse_phone};
 
 /// What a flow needs from the gateway for one request.
 pub struct Ctx<'a> {
@@ -36,6 +38,8 @@ pub struct Ctx<'a> {
     pub flows: &'a FlowStore<Pending>,
     /// Rate limits.
     pub limits: &'a RateLimits,
+    /// Which sign-in names belong to one account.
+    pub accounts: &'a crate::ratelimit::Accounts,
     /// Metrics.
     pub metrics: &'a Metrics,
     /// The browser (its CSRF cookie), which flow records are bound to.
@@ -109,6 +113,9 @@ impl Ctx<'_> {
             }
         };
         let user = snapshot(&profile, &creds.groups);
+        let known = [&user.username, &user.email, &user.phone].map(|n| names::limit_key(n));
+        self.accounts
+            .learn(known.iter().map(String::as_str), &creds.sub);
         let started = self
             .sessions
             .start(&creds, user, device_id)
@@ -538,46 +545,6 @@ pub fn refused(e: &CloudBaseError, step: Step) -> FlowError {
     }
 }
 
-/// Parses an e-mail address as typed: trimmed, one `@`, no spaces, at most 254 characters.
-pub fn parse_email(raw: &str) -> Result<Contact, FlowError> {
-    let s = raw.trim();
-    let ok = s.len() <= 254
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-        && matches!(s.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@') && !domain.starts_with('.') && !domain.ends_with('.'));
-    if ok {
-        Ok(Contact::Email(s.to_string()))
-    } else {
-        Err(FlowError::Input("err.enter_email"))
-    }
-}
-
-/// Parses a phone number as typed (`13800000000`, `+86 138 0000 0000`, `+8613800000000`,
-/// with spaces or dashes) into the SDK's `+86 13800000000` form.
-pub fn parse_phone(raw: &str) -> Result<Contact, FlowError> {
-    let compact: String = raw
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-        .collect();
-    let digits = compact.strip_prefix('+').unwrap_or(&compact);
-    if !(6..=20).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return Err(FlowError::Input("err.enter_phone"));
-    }
-    Ok(Contact::phone(&compact))
-}
-
-/// An e-mail address when the input has an `@`, else a phone number.
-pub fn parse_contact(raw: &str) -> Result<Contact, FlowError> {
-    if raw.trim().is_empty() {
-        return Err(FlowError::Input("err.enter_contact"));
-    }
-    if raw.contains('@') {
-        parse_email(raw)
-    } else {
-        parse_phone(raw).map_err(|_| FlowError::Input("err.enter_contact"))
-    }
-}
-
 /// CloudBase's user-name rule (spec §5.1): 2–48 letters, digits or `-_.:+@`, starting with a
 /// letter or digit.
 pub fn valid_username(s: &str) -> bool {
@@ -653,22 +620,7 @@ mod tests {
     }
 
     #[test]
-    fn contacts_are_parsed_as_typed() {
-        assert_eq!(
-            parse_contact(" 138 0000 0001 ").unwrap(),
-            Contact::PhoneNumber("+86 13800000001".into())
-        );
-        assert_eq!(
-            parse_phone("+8613800000001").unwrap(),
-            Contact::PhoneNumber("+86 13800000001".into())
-        );
-        assert_eq!(
-            parse_contact("Ann@Example.com").unwrap(),
-            Contact::Email("Ann@Example.com".into())
-        );
-        for bad in ["", "a@", "@b.c", "a b@c.d", "a@b", "12ab", "+1"] {
-            assert!(parse_contact(bad).is_err(), "{bad}");
-        }
+    fn user_names_and_passwords_follow_cloudbase_rules() {
         assert!(valid_username("alice.w") && !valid_username("_x") && !valid_username("李"));
         assert!(valid_password("123456") && !valid_password("12345"));
     }

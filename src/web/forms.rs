@@ -306,6 +306,7 @@ pub fn ctx<'a>(
         sessions: &gw.sessions,
         flows: &gw.flows,
         limits: &gw.limits,
+        accounts: &gw.accounts,
         metrics: &gw.metrics,
         browser,
         client_ip: inc

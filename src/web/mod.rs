@@ -58,6 +58,8 @@ pub struct Gateway {
     pub flows: FlowStore<Pending>,
     /// Sign-in rate limits.
     pub limits: RateLimits,
+    /// Which sign-in names belong to one account.
+    pub accounts: crate::ratelimit::Accounts,
     /// Sealed states of the redirect flows.
     pub states: crate::flow::state::States,
     /// Solved captcha tokens per browser.
