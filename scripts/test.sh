@@ -2,17 +2,19 @@
 # Runs every test on a fresh machine: installs what the tests need, then runs the Rust unit
 # and integration tests (cargo-nextest, or cargo test where nextest is missing), the Node
 # tests (the official @cloudbase/js-sdk against the emulator) and the browser tests
-# (playwright-core driving Debian's chromium through every sign-in flow of the demo).
+# (playwright-core driving Debian's chromium through every sign-in flow of the demo). The Rust
+# tests start their own nginx (Debian's) on ephemeral ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
-# Debian's chromium for the browser tests, and CJK fonts so the Chinese pages render (and
-# their screenshots show text, not boxes).
+# Debian's chromium for the browser tests, CJK fonts so the Chinese pages render (and
+# their screenshots show text, not boxes), and nginx for the forward-auth tests behind it.
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
   sudo=""
