@@ -248,6 +248,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     ("account.done.email", "Your e-mail address is updated.", "邮箱已更新。"),
     ("account.done.phone", "Your phone number is updated.", "手机号已更新。"),
     ("account.done.password", "Your password is set.", "密码已设置。"),
+    ("account.done.password_partial", "Your password is set, but your other devices could not be signed out right now. Use “Sign out everywhere” in a moment.", "密码已设置，但暂时无法退出您在其他设备上的登录，请稍后使用“在所有设备和应用上退出登录”。"),
     ("account.done.unlinked", "The sign-in method is unlinked.", "已解除关联。"),
     ("account.done.linked", "The sign-in method is linked.", "已关联该登录方式。"),
     // Sudo (confirm it's you)
@@ -267,6 +268,7 @@ pub const ENTRIES: &[(&str, &str, &str)] = &[
     // Signed out / sign out
     ("signed_out.title", "You are signed out", "您已退出登录"),
     ("signed_out.again", "Sign in again", "重新登录"),
+    ("signed_out.partial", "You are signed out of this site on every device, but your other apps could not be signed out right now. Sign in and try “Sign out everywhere” again in a moment.", "您已在所有设备上退出本站，但暂时无法退出您的其他应用。请稍后登录并再次尝试“在所有设备和应用上退出登录”。"),
     ("signout.title", "Sign out?", "确定退出登录？"),
     ("signout.as", "You are signed in as", "当前登录身份："),
     ("signout.submit", "Sign out", "退出登录"),

@@ -266,8 +266,31 @@ impl Refusal {
     }
 }
 
+/// What kind of sign-in name a known name is. Kept apart, since a user name may look like
+/// an e-mail address (`victim@example.com` is a valid user name): a name is only ever matched
+/// against the names of its own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// A user name.
+    User,
+    /// An e-mail address.
+    Email,
+    /// A phone number (E.164).
+    Phone,
+}
+
+impl NameKind {
+    fn tag(self) -> &'static str {
+        match self {
+            NameKind::User => "user",
+            NameKind::Email => "email",
+            NameKind::Phone => "phone",
+        }
+    }
+}
+
 /// Which sign-in names belong to one account, learned whenever someone signs in (the
-/// account's user name, e-mail and phone, and the name typed), by their limit keys. The
+/// account's user name, e-mail and phone from its profile), by kind and limit key. The
 /// password limit counts every name of a known account as one ([`Accounts::key`]), and a
 /// password reset finds whose sessions to end. Bounded: when full, the names not seen for
 /// longest are forgotten first.
@@ -288,33 +311,50 @@ impl Accounts {
     }
 
     /// Records that the names (limit keys; empty ones are skipped) belong to user `sub`.
-    pub fn learn<'a>(&self, names: impl IntoIterator<Item = &'a str>, sub: &str) {
+    pub fn learn<'a>(&self, names: impl IntoIterator<Item = (NameKind, &'a str)>, sub: &str) {
         let now = self.clock.unix_secs();
         let mut map = self.names.lock();
-        for name in names.into_iter().filter(|n| !n.is_empty()) {
-            if map.len() >= self.capacity && !map.contains_key(name) {
+        for (kind, name) in names.into_iter().filter(|(_, n)| !n.is_empty()) {
+            let key = format!("{}:{name}", kind.tag());
+            if map.len() >= self.capacity && !map.contains_key(&key) {
                 // Forget the older half at once, so a full map costs one sort per many names.
                 let mut seen: Vec<u64> = map.values().map(|(_, t)| *t).collect();
                 seen.sort_unstable();
                 let cut = seen[seen.len() / 2];
                 map.retain(|_, (_, t)| *t > cut);
             }
-            map.insert(name.to_string(), (sub.to_string(), now));
+            map.insert(key, (sub.to_string(), now));
         }
     }
 
-    /// The user a name (limit key) is known to belong to.
-    pub fn account_of(&self, name: &str) -> Option<String> {
-        self.names.lock().get(name).map(|(sub, _)| sub.clone())
+    /// The user a name (limit key) of `kind` is known to belong to.
+    pub fn account_of(&self, kind: NameKind, name: &str) -> Option<String> {
+        self.names
+            .lock()
+            .get(&format!("{}:{name}", kind.tag()))
+            .map(|(sub, _)| sub.clone())
     }
 
-    /// The key the password limit counts attempts on `name` (a limit key) under: its account
-    /// when known, so a user name, e-mail and phone of one user share one count; else the
-    /// name.
+    /// The key the password limit counts attempts on the login name `name` (a limit key)
+    /// under: its account when exactly one account is known by that name (a phone number is
+    /// a phone; a name with `@` is an e-mail or a user name; anything else a user name), so
+    /// the user name, e-mail and phone of one user share one count; else the name itself.
     pub fn key(&self, name: &str) -> String {
-        match self.account_of(name) {
-            Some(sub) => format!("uid:{sub}"),
-            None => format!("name:{name}"),
+        let kinds: &[NameKind] = if name.starts_with('+') {
+            &[NameKind::Phone, NameKind::User]
+        } else if name.contains('@') {
+            &[NameKind::Email, NameKind::User]
+        } else {
+            &[NameKind::User]
+        };
+        let mut subs: Vec<String> = kinds
+            .iter()
+            .filter_map(|k| self.account_of(*k, name))
+            .collect();
+        subs.dedup();
+        match subs.as_slice() {
+            [sub] => format!("uid:{sub}"),
+            _ => format!("name:{name}"),
         }
     }
 }
@@ -383,22 +423,47 @@ mod tests {
         let a = Accounts::new(16, clock.clone());
         assert_eq!(a.key("alice"), "name:alice");
         a.learn(
-            ["alice", "alice@example.com", "+8613800000001", ""],
+            [
+                (NameKind::User, "alice"),
+                (NameKind::Email, "alice@example.com"),
+                (NameKind::Phone, "+8613800000001"),
+                (NameKind::User, ""),
+            ],
             "uid-1",
         );
         for n in ["alice", "alice@example.com", "+8613800000001"] {
             assert_eq!(a.key(n), "uid:uid-1", "{n}");
         }
-        assert_eq!(a.account_of("+8613800000001").as_deref(), Some("uid-1"));
+        assert_eq!(
+            a.account_of(NameKind::Phone, "+8613800000001").as_deref(),
+            Some("uid-1")
+        );
+        assert_eq!(a.account_of(NameKind::User, "+8613800000001"), None);
         assert_eq!(a.key(""), "name:", "empty names are never learned");
+        // A user name that looks like someone's e-mail does not take that e-mail over.
+        a.learn([(NameKind::User, "bob@example.com")], "uid-evil");
+        a.learn([(NameKind::Email, "bob@example.com")], "uid-bob");
+        assert_eq!(
+            a.key("bob@example.com"),
+            "name:bob@example.com",
+            "ambiguous"
+        );
+        assert_eq!(
+            a.account_of(NameKind::Email, "bob@example.com").as_deref(),
+            Some("uid-bob")
+        );
         // Full: the names not seen for longest go first.
         for i in 0..40 {
             clock.advance(Duration::from_secs(1));
-            a.learn([format!("user{i}").as_str()], &format!("uid-{i}"));
+            let name = format!("user{i}");
+            a.learn([(NameKind::User, name.as_str())], &format!("uid-{i}"));
         }
         assert!(a.names.lock().len() <= 16);
-        assert_eq!(a.account_of("alice"), None);
-        assert_eq!(a.account_of("user39").as_deref(), Some("uid-39"));
+        assert_eq!(a.account_of(NameKind::User, "alice"), None);
+        assert_eq!(
+            a.account_of(NameKind::User, "user39").as_deref(),
+            Some("uid-39")
+        );
     }
 
     #[test]

@@ -290,6 +290,14 @@ async fn forwarded_headers_bypass_uri_headers_must_agree_and_the_host_is_never_f
         ],
         // No URI at all from a trusted proxy.
         vec![],
+        // A browser's raw Host in nginx's `$http_host` ending the authority early.
+        vec![("x-original-url", format!("http://{host}#/admin"))],
+        vec![("x-original-url", "http://127.0.0.1:1?/admin".into())],
+        vec![(
+            "x-original-url",
+            "http://127.0.0.1:1@evil.example/admin".into(),
+        )],
+        vec![("x-forwarded-uri", "/#/admin".into())],
     ];
     for headers in &attacks {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -405,6 +413,15 @@ async fn forward_auth_sends_the_token_only_to_trusted_proxies() {
         .to_str()
         .unwrap();
     assert!(bearer.starts_with("Bearer ey"));
+    // A script fetching the endpoint through a proxy that exposes it asks about the endpoint
+    // itself: identity only.
+    for uri in ["/__auth/auth", "/__AUTH/auth?x", "/__auth/userinfo"] {
+        let resp = forward_auth(&alice, &[("x-forwarded-uri", uri)]).await;
+        assert_eq!(resp.status(), 202, "{uri}");
+        assert!(resp.headers().get("x-auth-request-user").is_some());
+        assert!(resp.headers().get("authorization").is_none(), "{uri}");
+        assert!(resp.headers().get("x-auth-request-access-token").is_none());
+    }
     let off =
         start("trusted_proxies = [\"127.0.0.1\"]\nforward_auth_pass_access_token = false\n").await;
     let alice = signed_in(&off, "alice", "alice-pass-1").await;
@@ -478,6 +495,19 @@ async fn unknown_hosts_are_refused_and_never_reach_the_upstream() {
         ))
         .await;
         assert_eq!(status, 421, "{h}: the login page too");
+    }
+    // A host an app would turn into a link to somewhere else.
+    for h in [
+        format!("{host}@evil.example"),
+        format!("evil.example@{host}"),
+        format!("{host}:80"),
+        "127.0.0.1 evil.example".to_string(),
+    ] {
+        let (status, _, body) = get(format!(
+            "GET / HTTP/1.1\r\nHost: {h}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+        assert_eq!(status, 400, "{h}: {body}");
     }
     // Two hosts in one request.
     let (status, _, _) = get(format!(
@@ -731,6 +761,32 @@ async fn sign_out_everywhere_ends_every_session_of_the_user() {
     }
     assert_eq!(bob.userinfo().await["username"], "bob");
     assert_eq!(s.calls("/auth/v1/user/revoke/all").await, 1);
+
+    // CloudBase cannot confirm the rest: signed out here all the same, and told so.
+    let c = signed_in(&s, "alice", "alice-pass-1").await;
+    let d = signed_in(&s, "alice", "alice-pass-1").await;
+    let (status, _) = s
+        .env
+        .post_json(
+            "/__emulator/faults",
+            json!({ "path": "/auth/v1/user/revoke/all" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    c.get("/__auth/account").await;
+    let done = c
+        .post("/__auth/sign_out", &[("everywhere", "1"), ("rd", "/x")])
+        .await;
+    assert_eq!(done.location, "/__auth/signed_out?partial=1");
+    let page = c.get(&done.location).await;
+    assert!(
+        page.has("your other apps could not be signed out"),
+        "{}",
+        page.body
+    );
+    for x in [&c, &d] {
+        assert_eq!(x.userinfo().await, Value::Null);
+    }
 }
 
 // ----- 9. linking a provider needs a fresh sign-in or sudo; the last way in stays -----
@@ -784,6 +840,18 @@ async fn provider_linking_needs_a_recent_sign_in_or_sudo() {
     );
     assert_eq!(s.calls("/auth/v1/provider/uri").await, 0);
     assert_eq!(s.calls("/auth/v1/user/provider/bind").await, 0);
+    // Nor does confirming fail for the thief when asked for an e-mail change.
+    let email = thief
+        .post(
+            "/__auth/account/sudo",
+            &[
+                ("change", "email"),
+                ("method", "password"),
+                ("password", "guess"),
+            ],
+        )
+        .await;
+    assert_eq!(email.status, 401);
 
     // The owner, who knows the password, confirms and goes on to the provider.
     let owner = &thief;
@@ -799,6 +867,16 @@ async fn provider_linking_needs_a_recent_sign_in_or_sudo() {
         )
         .await;
     assert_eq!(ok.status, 302, "{}", ok.body);
+    // CloudBase fails once: the confirmation is kept for another try.
+    let (status, _) = s
+        .env
+        .post_json(
+            "/__emulator/faults",
+            json!({ "path": "/auth/v1/provider/uri" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(owner.get(&ok.location).await.status, 503);
     let to_provider = owner.get(&ok.location).await;
     assert_eq!(to_provider.status, 302, "{}", to_provider.body);
     assert!(to_provider.location.starts_with(&s.env.emu.url));

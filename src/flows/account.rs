@@ -235,10 +235,18 @@ pub async fn set_password(
     }
     tracing::info!(sub = %user.record.sub, "password set");
     if sign_out_others {
-        ctx.sessions
+        // The password is changed whatever happens next: a store failure here is told to the
+        // user on the account page, not turned into an error page for a change that worked.
+        let ended = ctx
+            .sessions
             .end_all_of(ctx.cloudbase, &user.record.sub, Some(&user.key))
-            .await
-            .map_err(|_| FlowError::Store)?;
+            .await;
+        if ended.is_err() {
+            tracing::warn!(sub = %user.record.sub, "ending the other sessions after a password change failed");
+            return Ok(Outcome::AccountUpdated {
+                notice: "account.done.password_partial",
+            });
+        }
     }
     Ok(Outcome::AccountUpdated {
         notice: "account.done.password",

@@ -388,7 +388,14 @@ async fn complete(
                 Err(e) => {
                     // The password changed, but signing in with it failed (CloudBase went away
                     // between the calls): the account's sessions still end, when it is known.
-                    if let Some(sub) = ctx.accounts.account_of(&limit_key(flow.contact.value())) {
+                    let kind = match flow.contact {
+                        Contact::Email(_) => crate::ratelimit::NameKind::Email,
+                        Contact::PhoneNumber(_) => crate::ratelimit::NameKind::Phone,
+                    };
+                    let known = ctx
+                        .accounts
+                        .account_of(kind, &limit_key(flow.contact.value()));
+                    if let Some(sub) = known {
                         ctx.sessions
                             .end_all_of(ctx.cloudbase, &sub, None)
                             .await
@@ -397,16 +404,16 @@ async fn complete(
                     return Err(refused(&e, Step::Password));
                 }
             };
-            let outcome = ctx.finish(creds, &flow.device_id, rd, "reset").await?;
-            // Whoever knew the old password is signed out everywhere: a reset is what a user
-            // does when someone else may be in the account.
-            if let Outcome::SignedIn { started, .. } = &outcome {
-                ctx.sessions
-                    .end_all_of(ctx.cloudbase, &started.record.sub, Some(&started.key))
-                    .await
-                    .map_err(|_| FlowError::Store)?;
-            }
-            Ok(outcome)
+            // Whoever knew the old password is signed out everywhere (a reset is what a user
+            // does when someone else may be in the account), before the new session starts, so
+            // a store failure here leaves no session half made. This browser's own old session
+            // is ended by `finish`.
+            let own = ctx.current.map(|l| &l.key);
+            ctx.sessions
+                .end_all_of(ctx.cloudbase, &creds.sub, own)
+                .await
+                .map_err(|_| FlowError::Store)?;
+            ctx.finish(creds, &flow.device_id, rd, "reset").await
         }
         Purpose::Sudo {
             sub,

@@ -113,9 +113,14 @@ impl Ctx<'_> {
             }
         };
         let user = snapshot(&profile, &creds.groups);
-        let known = [&user.username, &user.email, &user.phone].map(|n| names::limit_key(n));
+        use crate::ratelimit::NameKind;
+        let known = [
+            (NameKind::User, names::limit_key(&user.username)),
+            (NameKind::Email, names::limit_key(&user.email)),
+            (NameKind::Phone, names::limit_key(&user.phone)),
+        ];
         self.accounts
-            .learn(known.iter().map(String::as_str), &creds.sub);
+            .learn(known.iter().map(|(k, n)| (*k, n.as_str())), &creds.sub);
         let started = self
             .sessions
             .start(&creds, user, device_id)

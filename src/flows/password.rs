@@ -40,7 +40,6 @@ pub async fn sign_in(
     match ctx.cloudbase.signin(&ctx.call(&device_id), &request).await {
         Ok(creds) => {
             ctx.limits.refund(permits);
-            ctx.accounts.learn([name.as_str()], &creds.sub);
             ctx.finish(creds, &device_id, rd, "password").await
         }
         Err(e) => {

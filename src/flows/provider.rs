@@ -98,6 +98,8 @@ pub async fn start(
         }
         (true, _) => return Err(FlowError::SignInNeeded),
     };
+    // Each start costs a flow record and a CloudBase call: limited per client before either.
+    ctx.limits.start(&ctx.client_ip)?;
     redirect(ctx, provider_id, bind_sub, rd, callback).await
 }
 
@@ -105,21 +107,36 @@ pub async fn start(
 /// this browser and user) was for, spending the flow.
 ///
 /// Returns the URL to send the browser to. Fails with [`FlowError::StartAgain`] for a missing,
-/// used or other flow, [`FlowError::SignInNeeded`], or CloudBase's refusal.
+/// used or other flow, [`FlowError::SignInNeeded`], [`FlowError::RateLimited`], or CloudBase's
+/// refusal (the confirmation is kept then, for another try).
 pub async fn link_after_sudo(
     ctx: &Ctx<'_>,
     flow: &str,
     callback: &str,
 ) -> Result<String, FlowError> {
     let user = ctx.current.ok_or(FlowError::SignInNeeded)?;
-    let provider = match ctx.flows.take(flow, ctx.browser).await {
-        Some(Pending::Elevated(e)) if e.sub == user.record.sub && e.change == Change::Link => {
-            e.provider.ok_or(FlowError::StartAgain)?
+    ctx.limits.start(&ctx.client_ip)?;
+    let taken = ctx
+        .flows
+        .take_for_step(flow, ctx.browser)
+        .await
+        .ok_or(FlowError::StartAgain)?;
+    let provider = match &taken.value {
+        Pending::Elevated(e) if e.sub == user.record.sub && e.change == Change::Link => {
+            e.provider.clone()
         }
-        _ => return Err(FlowError::StartAgain),
+        _ => None,
+    };
+    let Some(provider) = provider else {
+        taken.put_back(ctx.flows).await;
+        return Err(FlowError::StartAgain);
     };
     let rd = format!("{}/account", crate::web::PREFIX);
-    redirect(ctx, &provider, Some(user.record.sub.clone()), rd, callback).await
+    let url = redirect(ctx, &provider, Some(user.record.sub.clone()), rd, callback).await;
+    if url.is_err() {
+        taken.put_back(ctx.flows).await;
+    }
+    url
 }
 
 async fn redirect(
@@ -129,8 +146,6 @@ async fn redirect(
     rd: String,
     callback: &str,
 ) -> Result<String, FlowError> {
-    // Each start costs a flow record and a CloudBase call: limited per client before either.
-    ctx.limits.start(&ctx.client_ip)?;
     let device_id = ctx.device_id();
     let kind = if bind_sub.is_some() {
         StateKind::ProviderBind

@@ -18,7 +18,7 @@ use crate::error::GatewayError;
 use crate::session::manager::Loaded;
 use crate::web::pages;
 use crate::web::routes::RouteLabel;
-use crate::web::{Gateway, Incoming, Worker, PREFIX};
+use crate::web::{Gateway, Incoming, Worker};
 use headers::Forwarding;
 use policy::{normalize_path, Decision};
 
@@ -66,10 +66,7 @@ async fn handle(
     }
     let path = normalize_path(req.path())
         .ok_or(GatewayError::BadRequest("The address is not a valid path."))?;
-    if path
-        .strip_prefix(PREFIX)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    {
+    if crate::web::is_own_path(&path) {
         return Err(GatewayError::NotFound);
     }
     let (index, route) = gw

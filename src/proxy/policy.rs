@@ -96,7 +96,10 @@ impl Routes {
             .iter()
             .map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path).into())
             .collect();
-        let folded = routes.iter().map(|r| r.path.to_lowercase()).collect();
+        let folded = routes
+            .iter()
+            .map(|r| fold(&r.path).unwrap_or_else(|| r.path.clone()))
+            .collect();
         Routes {
             routes,
             labels,
@@ -178,13 +181,23 @@ impl Routes {
     }
 }
 
-/// `path` case-folded, or `None` when folding changes nothing (the common, all-lower-case
-/// path costs no allocation).
+/// `path` as a case-insensitive upstream reads it, or `None` when that changes nothing (the
+/// common, all-lower-case path costs no allocation): case-folded both ways (upper then lower,
+/// so that `ı` and `ſ`, which .NET and Windows read as `I` and `S`, fold too), and each
+/// segment without trailing dots and spaces, which Windows and IIS drop (`/admin./x`,
+/// `/admin%20/x`).
 fn fold(path: &str) -> Option<String> {
-    if path.is_ascii() && !path.bytes().any(|b| b.is_ascii_uppercase()) {
+    let plain = path.is_ascii()
+        && !path.bytes().any(|b| b.is_ascii_uppercase())
+        && !path.split('/').any(|s| s.ends_with(['.', ' ']));
+    if plain {
         return None;
     }
-    let folded = path.to_lowercase();
+    let trimmed: Vec<&str> = path
+        .split('/')
+        .map(|s| s.trim_end_matches(['.', ' ']))
+        .collect();
+    let folded = trimmed.join("/").to_uppercase().to_lowercase();
     (folded != path).then_some(folded)
 }
 
@@ -322,6 +335,11 @@ mod tests {
             "/API/data",
             "/x/../ADMIN",
             "/ADMIN/x%2F..%2F..%2Fdocs",
+            "/adm%C4%B1n/users",
+            "/admin./users",
+            "/admin%20/users",
+            "/Admin. /users",
+            "/api%2E/data",
         ] {
             assert_eq!(d(raw), Some(Decision::SignIn), "{raw}");
         }
@@ -338,6 +356,8 @@ mod tests {
         );
         assert_eq!(fold("/plain/path"), None);
         assert_eq!(fold("/ǅ").as_deref(), Some("/ǆ"));
+        assert_eq!(fold("/ſecret").as_deref(), Some("/secret"));
+        assert_eq!(fold("/a./b ").as_deref(), Some("/a/b"));
     }
 
     #[test]

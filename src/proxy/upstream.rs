@@ -1,14 +1,14 @@
 //! Sending a proxied request upstream and streaming the answer back: the client's body under
-//! its size limit and idle deadline, one retry on a fresh connection for a bodiless idempotent
-//! request whose pooled connection turned out to be closed, and never a connection back in the
-//! pool once the upstream's answer said it closes.
+//! its size limit and idle deadline, one retry on a fresh connection for a bodiless safe
+//! request (GET, HEAD, OPTIONS) whose pooled connection turned out to be closed, and never a
+//! connection back in the pool once the upstream's answer said it closes.
 
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 use awc::error::{ConnectError, SendRequestError};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::headers;
 use crate::error::GatewayError;
@@ -36,10 +36,11 @@ pub(super) async fn forward(
     inc: &Incoming,
 ) -> Result<HttpResponse, GatewayError> {
     let content_length = content_length(req);
-    let build = |client: &awc::Client| {
+    let started = std::time::Instant::now();
+    let build = |client: &awc::Client, timeout: std::time::Duration| {
         let mut up = client
             .request(req.method().clone(), url.as_str())
-            .timeout(gw.config.proxy.timeout)
+            .timeout(timeout)
             .no_decompress();
         for (k, v) in out_headers.iter() {
             // awc answers `Expect: 100-continue` itself.
@@ -63,27 +64,27 @@ pub(super) async fn forward(
             fault.clone(),
         )
         .await?;
+        let up = build(&worker.http, gw.config.proxy.timeout);
         match content_length {
-            Some(n) => {
-                build(&worker.http)
-                    .send_body(SizedStream::new(n, limited))
-                    .await
-            }
-            None => build(&worker.http).send_stream(limited).await,
+            Some(n) => up.send_body(SizedStream::new(n, limited)).await,
+            None => up.send_stream(limited).await,
         }
     } else {
-        let sent = build(&worker.http).send_body(empty(content_length)).await;
+        let sent = build(&worker.http, gw.config.proxy.timeout)
+            .send_body(empty(content_length))
+            .await;
+        let left = gw.config.proxy.timeout.saturating_sub(started.elapsed());
         match sent {
             // The upstream closed a pooled connection just as it was reused (it answered
-            // HTTP/1.0 and hung up, or its keep-alive ran out): nothing reached it, so an
-            // idempotent request is sent once more, on a connection of its own, as nginx's
-            // `proxy_next_upstream error` and Go's transport do.
-            Err(e) if idempotent(req.method()) && before_any_answer(&e) => {
+            // HTTP/1.0 and hung up, or its keep-alive ran out) before answering anything: a
+            // safe request is sent once more, on a connection of its own, within what is left
+            // of its deadline, as nginx's `proxy_next_upstream error` and Go's transport do.
+            Err(e) if safe(req.method()) && before_any_answer(&e) && !left.is_zero() => {
                 tracing::debug!(
                     error_kind = error_kind(&e),
                     "upstream connection failed before any answer; retrying on a fresh one"
                 );
-                build(&worker.http_fresh)
+                build(&worker.http_fresh, left)
                     .insert_header((header::CONNECTION, "close"))
                     .send_body(empty(content_length))
                     .await
@@ -127,6 +128,14 @@ pub(super) async fn forward(
     {
         return Ok(b.finish());
     }
+    // A body that breaks off is the upstream's failure: logged here by kind (actix's own line
+    // for it is hidden with the client's mistakes, and carries library text).
+    let upstream = upstream.inspect_err(|e| {
+        tracing::warn!(
+            error_kind = payload_error_kind(e),
+            "upstream response body broke off"
+        )
+    });
     Ok(match length {
         // awc would put this connection back in its pool once the body's end is read, though
         // the upstream closes it: stop after the declared length instead, which drops it.
@@ -144,9 +153,11 @@ fn empty(content_length: Option<u64>) -> awc::body::BoxBody {
     }
 }
 
-/// Methods that may be sent twice (RFC 9110 §9.2.2).
-fn idempotent(m: &Method) -> bool {
-    matches!(m.as_str(), "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
+/// Methods that change nothing (RFC 9110 §9.2.1), so sending one twice is harmless even if
+/// the first reached the upstream: the ones Go's transport retries too. (PUT and DELETE are
+/// idempotent but not safe: a bodiless DELETE run twice may not be.)
+fn safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// Whether the request failed before the upstream answered anything, on a connection that
@@ -177,6 +188,19 @@ fn error_kind(e: &SendRequestError) -> &'static str {
         SendRequestError::TunnelNotSupported => "tunnel",
         SendRequestError::Body(_) => "body",
         SendRequestError::Custom(_, _) => "custom",
+        _ => "other",
+    }
+}
+
+/// The kind of a body error, for logs.
+fn payload_error_kind(e: &actix_web::error::PayloadError) -> &'static str {
+    use actix_web::error::PayloadError;
+    match e {
+        PayloadError::Incomplete(_) => "incomplete",
+        PayloadError::EncodingCorrupted => "encoding",
+        PayloadError::Overflow => "overflow",
+        PayloadError::UnknownLength => "unknown_length",
+        PayloadError::Io(_) => "io",
         _ => "other",
     }
 }

@@ -411,24 +411,30 @@ impl SessionManager {
     }
 
     /// "Sign out everywhere": every session of the user of `loaded` ends, this one included,
-    /// here and at CloudBase (`user/revoke/all`, best effort: the gateway's sessions end even
-    /// when CloudBase cannot be reached). Returns how many of the gateway's sessions ended.
+    /// here and at CloudBase (`user/revoke/all`; the gateway's sessions end even when
+    /// CloudBase cannot be reached). Returns whether CloudBase confirmed it, so the user can be
+    /// told when their other apps may still be signed in.
     ///
     /// Fails when the store fails.
     pub async fn end_everywhere(
         &self,
         client: &CloudBaseClient,
         loaded: &Loaded,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<bool, StoreError> {
         let ctx = CallContext::new(loaded.record.device_id.clone());
-        if let Err(e) = client.revoke_all(&ctx, &loaded.record.access_token).await {
-            tracing::warn!(
-                error = e.code(),
-                request_id = e.request_id(),
-                "revoking every device at CloudBase failed"
-            );
-        }
-        self.end_all_of(client, &loaded.record.sub, None).await
+        let revoked = match client.revoke_all(&ctx, &loaded.record.access_token).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    error = e.code(),
+                    request_id = e.request_id(),
+                    "revoking every device at CloudBase failed"
+                );
+                false
+            }
+        };
+        self.end_all_of(client, &loaded.record.sub, None).await?;
+        Ok(revoked)
     }
 
     /// Ends every session of user `sub` but `keep`: each one's token is revoked at CloudBase

@@ -115,7 +115,7 @@ async fn account_page(
     };
     let q = Form::query(req);
     let notice = match q.get("done") {
-        d @ ("email" | "phone" | "password" | "unlinked" | "linked") => {
+        d @ ("email" | "phone" | "password" | "password_partial" | "unlinked" | "linked") => {
             view.t(&format!("account.done.{d}"))
         }
         _ => "",

@@ -90,17 +90,32 @@ pub async fn sign_out(
     };
     let cookie = req.cookie(gw.sessions.cookies().session_name());
     let everywhere = form.get("everywhere") == "1";
+    let mut rd = rd;
     match gw.sessions.load(cookie.as_ref().map(|c| c.value())).await {
         Ok(Some(loaded)) => {
+            let sub = loaded.record.sub.clone();
             let ended = if everywhere {
+                // `user/revoke/all` needs a live access token; with CloudBase away the
+                // gateway's sessions still end.
+                let loaded = match gw.sessions.fresh(&worker.cloudbase, loaded.clone()).await {
+                    Ok(l) => l,
+                    Err(_) => loaded,
+                };
                 gw.sessions.end_everywhere(&worker.cloudbase, &loaded).await
             } else {
-                gw.sessions.end(&worker.cloudbase, &loaded).await.map(|_| 1)
+                gw.sessions
+                    .end(&worker.cloudbase, &loaded)
+                    .await
+                    .map(|_| true)
             };
-            if let Err(e) = ended {
-                return pages::error_response(&e.into(), &inc);
+            match ended {
+                Err(e) => return pages::error_response(&e.into(), &inc),
+                // Signed out here everywhere, but CloudBase did not confirm the rest: the
+                // signed-out page says so, whatever the return URL.
+                Ok(false) => rd = format!("{PREFIX}/signed_out?partial=1"),
+                Ok(true) => {}
             }
-            tracing::info!(request_id = %inc.request_id, sub = %loaded.record.sub, everywhere, "signed out");
+            tracing::info!(request_id = %inc.request_id, sub = %sub, everywhere, "signed out");
         }
         Ok(None) => {}
         Err(e) => return pages::error_response(&e.into(), &inc),

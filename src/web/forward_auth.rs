@@ -16,7 +16,9 @@
 //!
 //! The access token (`Authorization`, `X-Auth-Request-Access-Token`) goes only to a trusted
 //! proxy, and only with `forward_auth_pass_access_token`: any script on the origin could
-//! otherwise `fetch` this endpoint and read it.
+//! otherwise `fetch` this endpoint and read it. Nor does it go out when the request asked
+//! about is one of the gateway's own paths: that is a script fetching this endpoint through a
+//! proxy that exposes it, not a proxy checking a page.
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -105,7 +107,10 @@ pub async fn auth(
                 );
                 put("x-auth-request-groups", &r.user.groups.join(","));
                 put("x-auth-request-scope", &r.scope);
-                if inc.trusted && gw.config.forward_auth.pass_access_token {
+                if inc.trusted
+                    && gw.config.forward_auth.pass_access_token
+                    && !super::is_own_path(&path)
+                {
                     if let Some((bearer, bare)) = r.token_headers() {
                         h.insert(
                             header::HeaderName::from_static("x-auth-request-access-token"),
@@ -163,7 +168,8 @@ pub fn original_uri(
         } else {
             value.to_string()
         };
-        if !uri.starts_with('/') {
+        // A request line never carries a fragment: one here is a trick, not a URI.
+        if !uri.starts_with('/') || uri.contains('#') {
             return Err(GatewayError::BadRequest(
                 "A forwarded URI header is not a path.",
             ));
@@ -187,8 +193,11 @@ pub fn original_uri(
     Ok(first.clone())
 }
 
-/// The path and query of `X-Original-URL`: a path as it is, or a full http(s) URL whose host
-/// must be `host` (the path is taken as written, so the policy sees the raw path too).
+/// The path and query of `X-Original-URL`: a path as it is, or a full http(s) URL whose
+/// authority is a plain `host[:port]` for `host`, followed by nothing or a path (the path is
+/// taken as written, so the policy sees the raw path too). Anything else after the authority
+/// is refused: a browser's `Host: app.example.com:1#` would otherwise turn nginx's
+/// `$scheme://$http_host$request_uri` into a URL whose path is `/`.
 fn url_path(value: &str, host: &str) -> Result<String, GatewayError> {
     if value.starts_with('/') {
         return Ok(value.to_string());
@@ -200,14 +209,14 @@ fn url_path(value: &str, host: &str) -> Result<String, GatewayError> {
     }
     let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
-    if authority.contains('@') || host_without_port(authority) != host {
+    if !super::plain_authority(authority) || host_without_port(authority) != host {
         return Err(bad());
     }
-    Ok(match path.chars().next() {
-        None => "/".to_string(),
-        Some('/') => path.to_string(),
-        Some(_) => format!("/{path}"),
-    })
+    match path.chars().next() {
+        None => Ok("/".to_string()),
+        Some('/') => Ok(path.to_string()),
+        Some(_) => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -267,6 +276,13 @@ mod tests {
             &[("x-original-url", "https://open.example.com/admin")],
             &[("x-original-url", "https://x@app.example.com/admin")],
             &[("x-original-url", "javascript://app.example.com/x")],
+            &[("x-original-url", "https://app.example.com:1#/admin")],
+            &[("x-original-url", "https://app.example.com:1?/admin")],
+            &[(
+                "x-original-url",
+                "https://app.example.com:1@evil.example/admin",
+            )],
+            &[("x-forwarded-uri", "/#/admin")],
             &[("x-forwarded-uri", "admin")],
             &[],
         ] {

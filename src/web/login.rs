@@ -601,7 +601,10 @@ async fn code_again(
 /// `GET /__auth/signed_out`: where signing out ends when no return URL was given.
 pub async fn signed_out(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     let mut view = View::new(&gw, &req, &format!("{PREFIX}/signed_out"));
-    let page = SignedOutPage { p: view.take() };
+    let page = SignedOutPage {
+        p: view.take(),
+        partial: Form::query(&req).get("partial") == "1",
+    };
     view.respond(StatusCode::OK, &page)
 }
 

@@ -36,6 +36,13 @@ use pages::Brand;
 /// The path prefix of the gateway's own endpoints.
 pub const PREFIX: &str = "/__auth";
 
+/// Whether the normalised `path` is one of the gateway's own (under [`PREFIX`], in any case).
+pub fn is_own_path(path: &str) -> bool {
+    path.get(..PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+        && matches!(path.as_bytes().get(PREFIX.len()), None | Some(b'/'))
+}
+
 /// State shared by every worker.
 pub struct Gateway {
     /// The validated configuration.
@@ -137,11 +144,18 @@ impl Gateway {
                 "The request has more than one Host header.",
             ));
         }
-        let host = host.map(|v| v.to_str().map(host_without_port));
-        let target = req.uri().authority().map(|a| host_without_port(a.as_str()));
+        let host = host.map(|v| match v.to_str() {
+            Ok(a) if plain_authority(a) => Ok(host_without_port(a)),
+            _ => Err(()),
+        });
+        let target = match req.uri().authority() {
+            Some(a) if plain_authority(a.as_str()) => Some(host_without_port(a.as_str())),
+            Some(_) => return Some(GatewayError::BadRequest("The request's host is not valid.")),
+            None => None,
+        };
         let host = match (host, target) {
-            (Some(Err(_)), _) => {
-                return Some(GatewayError::BadRequest("The Host header is not readable."))
+            (Some(Err(())), _) => {
+                return Some(GatewayError::BadRequest("The request's host is not valid."))
             }
             (Some(Ok(h)), Some(t)) if h != t => {
                 return Some(GatewayError::BadRequest(
@@ -307,6 +321,45 @@ pub struct SessionLookup {
     pub set_cookie: Option<actix_web::cookie::Cookie<'static>>,
 }
 
+/// Whether `authority` is a bare `host` or `host:port` (a DNS name or IPv4 address, or an
+/// `[IPv6]` literal): no user info, no second colon, nothing an app could turn into a link
+/// to somewhere else (`good.example:443@evil.example`).
+pub fn plain_authority(authority: &str) -> bool {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.is_empty()
+            || !v6
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return false;
+        }
+        let port = match after {
+            "" => None,
+            a => match a.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return false,
+            },
+        };
+        ("v6", port)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
 /// `host:port` or `[v6]:port` → the host, lower case.
 pub fn host_without_port(authority: &str) -> String {
     let host = if authority.starts_with('[') {
@@ -450,6 +503,37 @@ mod tests {
             None
         );
         assert_eq!(forwarded_client(&h(&[]), trusted), None);
+    }
+
+    #[test]
+    fn only_bare_hosts_and_ports_are_authorities() {
+        for ok in [
+            "app.example.com",
+            "App.Example.com:4180",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "[2001:db8::1]",
+            "localhost",
+            "admin.example.com.",
+        ] {
+            assert!(plain_authority(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "good.example:443@evil.example",
+            "evil@good.example",
+            "good.example:443:80",
+            "good.example:http",
+            "good.example:",
+            "good example",
+            "good.example/x",
+            "[::1",
+            "[::1]x",
+            "[zz]:80",
+            "good.example:123456",
+        ] {
+            assert!(!plain_authority(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -288,6 +288,9 @@ pub struct ContactFormPage<'a> {
 pub struct SignedOutPage {
     /// Layout.
     pub p: Layout,
+    /// "Sign out everywhere" ended this site's sessions, but CloudBase did not confirm ending
+    /// the others.
+    pub partial: bool,
 }
 
 /// The sign-out confirmation page.
