@@ -7,75 +7,12 @@ mod harness;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use harness::{start, Browser, Setup};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use harness::{spawn_recording, start, Browser, Setup};
 use serde_json::{json, Value};
-
-/// What a recording upstream saw: `METHOD path?query` per request.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<String>>>);
-
-impl Seen {
-    fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    fn any(&self, needle: &str) -> bool {
-        self.all()
-            .iter()
-            .any(|l| l.to_ascii_lowercase().contains(needle))
-    }
-}
-
-/// An upstream that records each request and answers `{path, query, headers}` as JSON. With
-/// `fold`, it reads paths case-insensitively (as Express 4, ASP.NET Core and IIS route), and
-/// answers the lower-cased path.
-fn spawn_recording(fold: bool) -> (String, Seen) {
-    let seen = Seen::default();
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let log = seen.clone();
-    let server = HttpServer::new(move || {
-        let log = log.clone();
-        App::new().default_service(web::to(move |req: HttpRequest| {
-            let log = log.clone();
-            async move {
-                let raw = req.uri().path().to_string();
-                let path = if fold { raw.to_lowercase() } else { raw };
-                log.0.lock().unwrap().push(format!(
-                    "{} {}?{}",
-                    req.method(),
-                    req.uri().path(),
-                    req.query_string()
-                ));
-                let headers: serde_json::Map<String, Value> = req
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_string(),
-                            Value::String(v.to_str().unwrap_or("").to_string()),
-                        )
-                    })
-                    .collect();
-                HttpResponse::Ok().json(json!({
-                    "path": path,
-                    "query": req.query_string(),
-                    "headers": headers,
-                }))
-            }
-        }))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(l)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    (url, seen)
-}
 
 type Answer = (u16, Vec<(String, String)>, String);
 
@@ -169,24 +106,6 @@ fn host_of(s: &Setup) -> String {
     s.url.trim_start_matches("http://").to_string()
 }
 
-/// A signed-in browser (password).
-async fn signed_in(s: &Setup, user: &str, password: &str) -> Browser {
-    let b = s.browser();
-    let page = b.password_sign_in(user, password, "/").await;
-    assert_eq!(page.status, 302, "{}", page.body);
-    assert!(b.session().is_some());
-    b
-}
-
-/// A browser signed in as a guest.
-async fn guest(s: &Setup) -> Browser {
-    let b = s.browser();
-    b.get("/__auth/").await;
-    let page = b.post("/__auth/sign_in/anonymous", &[("rd", "/")]).await;
-    assert_eq!(page.status, 302, "{}", page.body);
-    b
-}
-
 /// `GET /__auth/auth` from `b`'s address (`127.0.0.1`) with its cookies and `headers`.
 async fn forward_auth(b: &Browser, headers: &[(&str, &str)]) -> awc::ClientResponse<impl Sized> {
     let mut req = b.http.get(b.url("/__auth/auth"));
@@ -219,11 +138,11 @@ async fn case_bypass_upper_case_paths_get_the_stricter_policy() {
         assert_eq!(page.status, 302, "{path}");
         assert!(page.location.starts_with("/__auth/?rd="), "{path}");
     }
-    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    let alice = s.signed_in("alice", "alice-pass-1").await;
     for path in ["/ADMIN/users", "/admin/users", "/API/../ADMIN"] {
         assert_eq!(alice.upstream(path).await.0, 403, "{path}");
     }
-    let visitor = guest(&s).await;
+    let visitor = s.guest().await;
     for path in ["/API/data", "/Api/data", "/api/data"] {
         assert_eq!(visitor.upstream(path).await.0, 403, "{path}");
     }
@@ -314,7 +233,7 @@ async fn forwarded_headers_bypass_uri_headers_must_agree_and_the_host_is_never_f
         assert_eq!(resp.status(), 401, "{xfh}");
     }
     // The legitimate reads.
-    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    let alice = s.signed_in("alice", "alice-pass-1").await;
     for headers in [
         vec![("x-original-url", format!("http://{host}/public?x=1"))],
         vec![("x-forwarded-uri", "/public".to_string())],
@@ -346,7 +265,7 @@ async fn forward_auth_fails_closed_for_callers_outside_trusted_proxies() {
         "trusted_proxies = [\"127.0.0.1\"]\n[[routes]]\npath = \"/admin\"\ngroups = [\"admin\"]\n",
     )
     .await;
-    let visitor = guest(&s).await;
+    let visitor = s.guest().await;
     let host = host_of(&s);
     let ask = |cookie: String| {
         format!(
@@ -373,7 +292,7 @@ async fn forward_auth_fails_closed_for_callers_outside_trusted_proxies() {
         "trusted_proxies = [\"127.0.0.1\"]\nforward_auth_without_trusted_proxy = \"root_policy\"\n",
     )
     .await;
-    let alice = signed_in(&open, "alice", "alice-pass-1").await;
+    let alice = open.signed_in("alice", "alice-pass-1").await;
     let host = host_of(&open);
     let (status, headers, _) = raw_from(
         Some("127.0.0.2"),
@@ -394,7 +313,7 @@ async fn forward_auth_fails_closed_for_callers_outside_trusted_proxies() {
 async fn forward_auth_sends_the_token_only_to_trusted_proxies() {
     // No trusted proxy at all: a same-origin script fetching the endpoint gets no token.
     let s = start("forward_auth_without_trusted_proxy = \"root_policy\"\n").await;
-    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    let alice = s.signed_in("alice", "alice-pass-1").await;
     let resp = forward_auth(&alice, &[("sec-fetch-mode", "cors")]).await;
     assert_eq!(resp.status(), 202);
     assert!(resp.headers().get("x-auth-request-email").is_some());
@@ -403,7 +322,7 @@ async fn forward_auth_sends_the_token_only_to_trusted_proxies() {
 
     // A trusted proxy gets it, unless forward_auth_pass_access_token is off.
     let s = start("trusted_proxies = [\"127.0.0.1\"]\n").await;
-    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    let alice = s.signed_in("alice", "alice-pass-1").await;
     let resp = forward_auth(&alice, &[("x-forwarded-uri", "/")]).await;
     assert_eq!(resp.status(), 202);
     let bearer = resp
@@ -424,7 +343,7 @@ async fn forward_auth_sends_the_token_only_to_trusted_proxies() {
     }
     let off =
         start("trusted_proxies = [\"127.0.0.1\"]\nforward_auth_pass_access_token = false\n").await;
-    let alice = signed_in(&off, "alice", "alice-pass-1").await;
+    let alice = off.signed_in("alice", "alice-pass-1").await;
     let resp = forward_auth(&alice, &[("x-forwarded-uri", "/")]).await;
     assert_eq!(resp.status(), 202);
     assert!(resp.headers().get("x-auth-request-user").is_some());
@@ -533,7 +452,7 @@ async fn unknown_hosts_are_refused_and_never_reach_the_upstream() {
 
     // allowed_hosts adds hosts; insecure_allow_any_host allows every one.
     let s = start("allowed_hosts = [\".corp.example.com\"]\n").await;
-    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    let alice = s.signed_in("alice", "alice-pass-1").await;
     let (status, _, body) = raw(
         &s.url,
         &format!(
@@ -680,9 +599,9 @@ async fn other_sessions_survive_a_password_change_or_reset_no_more() {
     let mut opts = cloudbase_gateway::emulator::EmulatorOptions::new("test-env");
     opts.access_token_ttl = 60;
     let s = harness::start_with(opts, "").await;
-    let here = signed_in(&s, "alice", "alice-pass-1").await;
-    let stolen = signed_in(&s, "alice", "alice-pass-1").await;
-    let bob = signed_in(&s, "bob", "bob-pass-1").await;
+    let here = s.signed_in("alice", "alice-pass-1").await;
+    let stolen = s.signed_in("alice", "alice-pass-1").await;
+    let bob = s.signed_in("bob", "bob-pass-1").await;
     assert_eq!(stolen.userinfo().await["username"], "alice");
     let revokes = s.calls("/auth/v1/revoke").await;
     change_password(&here, "alice-pass-1", "alice-pass-2", true).await;
@@ -705,7 +624,7 @@ async fn other_sessions_survive_a_password_change_or_reset_no_more() {
     );
 
     // Unticked, the other sessions stay.
-    let other = signed_in(&s, "alice", "alice-pass-2").await;
+    let other = s.signed_in("alice", "alice-pass-2").await;
     change_password(&here, "alice-pass-2", "alice-pass-3", false).await;
     assert_eq!(other.userinfo().await["username"], "alice");
 
@@ -744,9 +663,9 @@ async fn other_sessions_survive_a_password_change_or_reset_no_more() {
 #[actix_web::test]
 async fn sign_out_everywhere_ends_every_session_of_the_user() {
     let s = start("").await;
-    let a = signed_in(&s, "alice", "alice-pass-1").await;
-    let b = signed_in(&s, "alice", "alice-pass-1").await;
-    let bob = signed_in(&s, "bob", "bob-pass-1").await;
+    let a = s.signed_in("alice", "alice-pass-1").await;
+    let b = s.signed_in("alice", "alice-pass-1").await;
+    let bob = s.signed_in("bob", "bob-pass-1").await;
     let page = a.get("/__auth/account").await;
     assert!(page.has("name=\"everywhere\" value=\"1\""), "{}", page.body);
     // Without the form token nothing happens.
@@ -763,8 +682,8 @@ async fn sign_out_everywhere_ends_every_session_of_the_user() {
     assert_eq!(s.calls("/auth/v1/user/revoke/all").await, 1);
 
     // CloudBase cannot confirm the rest: signed out here all the same, and told so.
-    let c = signed_in(&s, "alice", "alice-pass-1").await;
-    let d = signed_in(&s, "alice", "alice-pass-1").await;
+    let c = s.signed_in("alice", "alice-pass-1").await;
+    let d = s.signed_in("alice", "alice-pass-1").await;
     let (status, _) = s
         .env
         .post_json(
@@ -794,7 +713,7 @@ async fn sign_out_everywhere_ends_every_session_of_the_user() {
 #[actix_web::test]
 async fn provider_linking_needs_a_recent_sign_in_or_sudo() {
     let s = start("providers = [\"github=GitHub\"]\n").await;
-    let thief = signed_in(&s, "alice", "alice-pass-1").await;
+    let thief = s.signed_in("alice", "alice-pass-1").await;
     // Ten minutes later (a stolen cookie is rarely fresh), linking asks who you are.
     s.clock.advance(Duration::from_secs(600));
     s.env.advance(600).await;
@@ -892,7 +811,7 @@ async fn provider_linking_needs_a_recent_sign_in_or_sudo() {
     assert_eq!(owner.get(&ok.location).await.status, 400);
 
     // Right after signing in, linking goes straight to the provider.
-    let fresh = signed_in(&s, "bob", "bob-pass-1").await;
+    let fresh = s.signed_in("bob", "bob-pass-1").await;
     fresh.get("/__auth/account").await;
     let page = fresh
         .post("/__auth/start", &[("provider", "github"), ("bind", "1")])
@@ -925,7 +844,7 @@ async fn unlinking_the_last_sign_in_method_is_refused() {
 
     // With a password as well, unlinking works.
     let s = start("providers = [\"github=GitHub\"]\n").await;
-    let alice = signed_in(&s, "alice", "alice-pass-1").await;
+    let alice = s.signed_in("alice", "alice-pass-1").await;
     alice.get("/__auth/account").await;
     let page = alice
         .post("/__auth/start", &[("provider", "github"), ("bind", "1")])
@@ -1314,7 +1233,7 @@ async fn rate_limit_keys_count_every_spelling_of_a_name_once() {
 
     // Password attempts: alice's user name, e-mail and phone are one account once she has
     // signed in here.
-    signed_in(&s, "alice", "alice-pass-1").await;
+    s.signed_in("alice", "alice-pass-1").await;
     let calls = s.calls("/auth/v1/signin").await;
     let attacker = s.browser();
     for name in ["alice", "alice@example.com", "+86 138 0000 0001"] {

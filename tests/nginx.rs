@@ -10,12 +10,9 @@ mod harness;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use harness::{start, Setup};
-use serde_json::{json, Value};
+use harness::start;
 
 /// nginx in the foreground with its own prefix, stopped (SIGTERM, then waited for) on drop.
 struct Nginx {
@@ -136,38 +133,6 @@ http {{
     n
 }
 
-/// The app behind nginx: records each request's path and headers, answers 200.
-fn spawn_app() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let log = seen.clone();
-    let server = HttpServer::new(move || {
-        let log = log.clone();
-        App::new().default_service(web::to(move |req: HttpRequest| {
-            let log = log.clone();
-            async move {
-                let headers: serde_json::Map<String, Value> = req
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
-                    .collect();
-                log.lock()
-                    .unwrap()
-                    .push(json!({"path": req.uri().to_string(), "headers": headers}));
-                HttpResponse::Ok().body("app")
-            }
-        }))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(l)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    (url, seen)
-}
-
 /// One request to nginx, blocking, off the runtime: the status and the `Location`. `Host` is
 /// nginx's own address unless `headers` name one.
 async fn get(port: u16, path: &str, headers: &[(&str, String)]) -> (u16, String) {
@@ -201,22 +166,8 @@ async fn get(port: u16, path: &str, headers: &[(&str, String)]) -> (u16, String)
     .unwrap()
 }
 
-/// A session cookie header for `user`, signed in at the gateway itself.
-async fn session_of(s: &Setup, user: &str, password: &str) -> String {
-    let b = s.browser();
-    assert_eq!(b.password_sign_in(user, password, "/").await.status, 302);
-    format!("cbgw_session={}", b.session().unwrap())
-}
-
-async fn guest_session(s: &Setup) -> String {
-    let b = s.browser();
-    b.get("/__auth/").await;
-    assert_eq!(
-        b.post("/__auth/sign_in/anonymous", &[("rd", "/")])
-            .await
-            .status,
-        302
-    );
+/// The session cookie header of a signed-in browser.
+fn cookie_of(b: &harness::Browser) -> String {
     format!("cbgw_session={}", b.session().unwrap())
 }
 
@@ -250,12 +201,12 @@ async fn nginx_auth_request_recipes_hold_against_forged_headers() {
          [[routes]]\npath = \"/admin\"\ngroups = [\"staff\"]\n",
     )
     .await;
-    let alice = session_of(&s, "alice", "alice-pass-1").await;
-    let guest = guest_session(&s).await;
-    let (app, seen) = spawn_app();
+    let alice = cookie_of(&s.signed_in("alice", "alice-pass-1").await);
+    let guest = cookie_of(&s.guest().await);
+    let (app, seen) = harness::spawn_recording(false);
     for (name, recipe) in RECIPES {
         let n = nginx(&s.url, &app, recipe);
-        seen.lock().unwrap().clear();
+        seen.clear();
         let port = n.port;
         let forged: Vec<Vec<(&str, String)>> = vec![
             vec![("X-Forwarded-Uri", "/public".into())],
@@ -302,9 +253,9 @@ async fn nginx_auth_request_recipes_hold_against_forged_headers() {
             }
         }
         assert!(
-            seen.lock().unwrap().is_empty(),
+            seen.all().is_empty(),
             "{name}: the app saw {:?}",
-            seen.lock().unwrap()
+            seen.all()
         );
         let log = n.error_log();
         assert!(
@@ -324,11 +275,11 @@ async fn nginx_auth_request_recipes_hold_against_forged_headers() {
         assert_eq!(status, 200, "{name}: alice is staff");
         let (status, _) = get(port, "/__auth/", &[]).await;
         assert_eq!(status, 200, "{name}: the sign-in page through nginx");
-        let seen_now = seen.lock().unwrap().clone();
+        let seen_now = seen.records();
         let admin = seen_now
             .iter()
-            .find(|r| r["path"] == "/admin/secret?x=1")
-            .unwrap_or_else(|| panic!("{name}: {seen_now:?}"));
+            .find(|r| r["path"] == "/admin/secret" && r["query"] == "x=1")
+            .unwrap_or_else(|| panic!("{name}: {:?}", seen.all()));
         assert!(
             admin["headers"]["authorization"]
                 .as_str()

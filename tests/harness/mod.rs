@@ -140,6 +140,24 @@ pub async fn start_with(mut opts: EmulatorOptions, extra: &str) -> Setup {
 }
 
 impl Setup {
+    /// A browser signed in with a password.
+    pub async fn signed_in(&self, user: &str, password: &str) -> Browser {
+        let b = self.browser();
+        let page = b.password_sign_in(user, password, "/").await;
+        assert_eq!(page.status, 302, "{}", page.body);
+        assert!(b.session().is_some());
+        b
+    }
+
+    /// A browser signed in as a guest.
+    pub async fn guest(&self) -> Browser {
+        let b = self.browser();
+        b.get("/__auth/").await;
+        let page = b.post("/__auth/sign_in/anonymous", &[("rd", "/")]).await;
+        assert_eq!(page.status, 302, "{}", page.body);
+        b
+    }
+
     pub fn browser(&self) -> Browser {
         Browser {
             base: self.url.clone(),
@@ -465,4 +483,93 @@ pub async fn consent(b: &Browser, consent_url: &str, decision: &str) -> Page {
         ],
     )
     .await
+}
+
+// ----- a recording upstream -----
+
+/// What a recording upstream saw: `{method, path, query, headers}` per request.
+#[derive(Clone, Default)]
+pub struct Seen(Arc<Mutex<Vec<Value>>>);
+
+impl Seen {
+    /// Every request as `METHOD path?query`.
+    pub fn all(&self) -> Vec<String> {
+        self.records()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}?{}",
+                    r["method"].as_str().unwrap_or_default(),
+                    r["path"].as_str().unwrap_or_default(),
+                    r["query"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// Every request, headers included (names lower case).
+    pub fn records(&self) -> Vec<Value> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Whether some request line contains `needle` (case-folded).
+    pub fn any(&self, needle: &str) -> bool {
+        self.all()
+            .iter()
+            .any(|l| l.to_ascii_lowercase().contains(needle))
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+/// An upstream that records each request and answers `{path, query, headers}` as JSON. With
+/// `fold`, it reads paths case-insensitively (as Express 4, ASP.NET Core and IIS route), and
+/// answers the lower-cased path.
+pub fn spawn_recording(fold: bool) -> (String, Seen) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let seen = Seen::default();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let log = seen.clone();
+    let server = HttpServer::new(move || {
+        let log = log.clone();
+        App::new().default_service(web::to(move |req: HttpRequest| {
+            let log = log.clone();
+            async move {
+                let headers: serde_json::Map<String, Value> = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            Value::String(v.to_str().unwrap_or("").to_string()),
+                        )
+                    })
+                    .collect();
+                let record = serde_json::json!({
+                    "method": req.method().as_str(),
+                    "path": req.uri().path(),
+                    "query": req.query_string(),
+                    "headers": headers,
+                });
+                log.0.lock().unwrap().push(record.clone());
+                let raw = req.uri().path().to_string();
+                let path = if fold { raw.to_lowercase() } else { raw };
+                HttpResponse::Ok().json(serde_json::json!({
+                    "path": path,
+                    "query": req.query_string(),
+                    "headers": record["headers"],
+                }))
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(l)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    (url, seen)
 }
