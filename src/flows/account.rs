@@ -173,8 +173,11 @@ pub async fn change_contact(ctx: &Ctx<'_>, id: &str, raw: &str) -> Result<Outcom
     result
 }
 
-/// Takes the elevated flow `id` for one step (a concurrent submission finds nothing).
-async fn take_elevated(
+/// Takes the elevated flow `id` of this browser and user for one step (a concurrent
+/// submission finds nothing); put it back if the step fails.
+///
+/// Fails with [`FlowError::SignInNeeded`] or [`FlowError::StartAgain`].
+pub(super) async fn take_elevated(
     ctx: &Ctx<'_>,
     id: &str,
 ) -> Result<(crate::flow::store::Taken<Pending>, Elevated), FlowError> {

@@ -1,5 +1,5 @@
 //! Password sign-in: user name, e-mail or phone (sent as `+86 138…`, as the SDK sends it) with
-//! a password → `signin` → session. Attempts are rate-limited per user name and per client IP
+//! a password → `signin` → session. Attempts are rate-limited per account and per client IP
 //! before CloudBase is called; a successful sign-in gives its attempt back.
 
 use super::names::{limit_key, login_name};

@@ -114,25 +114,17 @@ pub async fn link_after_sudo(
     flow: &str,
     callback: &str,
 ) -> Result<String, FlowError> {
-    let user = ctx.current.ok_or(FlowError::SignInNeeded)?;
     ctx.limits.start(&ctx.client_ip)?;
-    let taken = ctx
-        .flows
-        .take_for_step(flow, ctx.browser)
-        .await
-        .ok_or(FlowError::StartAgain)?;
-    let provider = match &taken.value {
-        Pending::Elevated(e) if e.sub == user.record.sub && e.change == Change::Link => {
-            e.provider.clone()
+    let (taken, elevated) = super::account::take_elevated(ctx, flow).await?;
+    let provider = match (elevated.change, elevated.provider) {
+        (Change::Link, Some(p)) => p,
+        _ => {
+            taken.put_back(ctx.flows).await;
+            return Err(FlowError::StartAgain);
         }
-        _ => None,
-    };
-    let Some(provider) = provider else {
-        taken.put_back(ctx.flows).await;
-        return Err(FlowError::StartAgain);
     };
     let rd = format!("{}/account", crate::web::PREFIX);
-    let url = redirect(ctx, &provider, Some(user.record.sub.clone()), rd, callback).await;
+    let url = redirect(ctx, &provider, Some(elevated.sub), rd, callback).await;
     if url.is_err() {
         taken.put_back(ctx.flows).await;
     }

@@ -451,7 +451,8 @@ pub struct Posted {
 impl Posted {
     /// Reads a form post.
     ///
-    /// Fails with the error page or JSON for a missing or wrong CSRF token or an oversized body.
+    /// Fails with the error page or JSON for a missing or wrong CSRF token (the body's size and
+    /// deadline were checked as it was read).
     pub async fn read(
         gw: &Gateway,
         req: &HttpRequest,
