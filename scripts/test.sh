@@ -3,18 +3,23 @@
 # and integration tests (cargo-nextest, or cargo test where nextest is missing), the Node
 # tests (the official @cloudbase/js-sdk against the emulator) and the browser tests
 # (playwright-core driving Debian's chromium through every sign-in flow of the demo). The Rust
-# tests start their own nginx (Debian's) on ephemeral ports.
+# tests start their own nginx and redis-server (Debian's) on ephemeral ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
 # Debian's chromium for the browser tests, CJK fonts so the Chinese pages render (and
-# their screenshots show text, not boxes), and nginx for the forward-auth tests behind it.
+# their screenshots show text, not boxes), nginx for the forward-auth tests behind it, and
+# redis-server, redis-cli and openssl for the shared-store tests (standalone, ACL, TLS,
+# sentinel and cluster servers they start themselves; the TLS certificates are made there).
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+[ -x /usr/bin/redis-server ] || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
   sudo=""

@@ -52,6 +52,115 @@ pub struct Config {
     pub login: LoginSettings,
     /// Rate limits of the sign-in flows.
     pub rate_limits: RateLimitSettings,
+    /// Where sessions, flows, limits and the refresh lock live.
+    pub store: StoreSettings,
+}
+
+/// Where the shared state lives (`session_store_type`).
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// In this process (the default): one replica, sessions end with the process.
+    Memory,
+    /// In Redis, shared by every replica and kept across restarts.
+    Redis(Box<RedisSettings>),
+}
+
+/// A Redis URL; `Debug` hides its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(pub Url);
+
+impl RedisUrl {
+    /// The URL with its password replaced by `[redacted]`, for logs and `check-config`.
+    pub fn redacted(&self) -> String {
+        let mut u = self.0.clone();
+        if u.password().is_some() {
+            let _ = u.set_password(Some("[redacted]"));
+        }
+        u.to_string().replace("%5Bredacted%5D", "[redacted]")
+    }
+
+    /// The database index in the path (`/2`), 0 when there is none.
+    pub fn db(&self) -> i64 {
+        self.0.path().trim_start_matches('/').parse().unwrap_or(0)
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// How the servers are laid out.
+#[derive(Debug, Clone)]
+pub enum RedisTopology {
+    /// One server (`redis_connection_url`).
+    Standalone(RedisUrl),
+    /// A master found through sentinels.
+    Sentinel {
+        /// `redis_sentinel_master_name`.
+        master: String,
+        /// `redis_sentinel_connection_urls`.
+        sentinels: Vec<RedisUrl>,
+        /// `redis_sentinel_password`: the sentinels' own password.
+        password: Option<Secret>,
+        /// The database index (from `redis_connection_url`, else the first sentinel URL).
+        db: i64,
+        /// Whether the master is reached over TLS (`rediss://` URLs).
+        tls: bool,
+    },
+    /// A Redis Cluster (`redis_cluster_connection_urls`).
+    Cluster(Vec<RedisUrl>),
+}
+
+/// The Redis store's settings.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Which servers.
+    pub topology: RedisTopology,
+    /// `redis_username`, else the URL's.
+    pub username: Option<String>,
+    /// `redis_password`, else the URL's.
+    pub password: Option<Secret>,
+    /// `redis_ca_file`: PEM roots trusted for `rediss://` besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `insecure_redis_skip_tls_verify`.
+    pub insecure_skip_tls_verify: bool,
+    /// `redis_key_prefix`.
+    pub key_prefix: String,
+    /// `redis_timeout`: the longest one store operation may take.
+    pub timeout: Duration,
+}
+
+impl RedisSettings {
+    /// Where the store is, without credentials (for the start-up log).
+    pub fn location(&self) -> String {
+        let host = |u: &RedisUrl| match u.0.scheme() {
+            "unix" | "redis+unix" => u.0.path().to_string(),
+            _ => format!(
+                "{}://{}:{}",
+                u.0.scheme(),
+                u.0.host_str().unwrap_or(""),
+                u.0.port().unwrap_or(6379)
+            ),
+        };
+        match &self.topology {
+            RedisTopology::Standalone(u) => format!("standalone {} db {}", host(u), u.db()),
+            RedisTopology::Sentinel {
+                master,
+                sentinels,
+                db,
+                ..
+            } => format!(
+                "sentinel master {master} via {} db {db}",
+                sentinels.iter().map(host).collect::<Vec<_>>().join(",")
+            ),
+            RedisTopology::Cluster(urls) => format!(
+                "cluster {}",
+                urls.iter().map(host).collect::<Vec<_>>().join(",")
+            ),
+        }
+    }
 }
 
 /// A sign-in method of the hosted login page.
@@ -451,6 +560,55 @@ impl Config {
         put("rate_limit_start_per_ip", rate(rl.start_per_ip));
         put("rate_limit_ticket_per_ip", rate(rl.ticket_per_ip));
         put("rate_limit_captcha_per_ip", rate(rl.captcha_per_ip));
+        match &self.store {
+            StoreSettings::Memory => put("session_store_type", "memory".into()),
+            StoreSettings::Redis(r) => {
+                put("session_store_type", "redis".into());
+                let urls = |v: &[RedisUrl]| {
+                    v.iter()
+                        .map(RedisUrl::redacted)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                match &r.topology {
+                    RedisTopology::Standalone(u) => put("redis_connection_url", u.redacted()),
+                    RedisTopology::Sentinel {
+                        master,
+                        sentinels,
+                        password,
+                        ..
+                    } => {
+                        put("redis_use_sentinel", "true".into());
+                        put("redis_sentinel_master_name", master.clone());
+                        put("redis_sentinel_connection_urls", urls(sentinels));
+                        if let Some(p) = password {
+                            put("redis_sentinel_password", p.to_string());
+                        }
+                    }
+                    RedisTopology::Cluster(v) => {
+                        put("redis_use_cluster", "true".into());
+                        put("redis_cluster_connection_urls", urls(v));
+                    }
+                }
+                if let Some(u) = &r.username {
+                    put("redis_username", u.clone());
+                }
+                if let Some(p) = &r.password {
+                    put("redis_password", p.to_string());
+                }
+                if let Some(f) = &r.ca_file {
+                    put("redis_ca_file", f.display().to_string());
+                }
+                if r.insecure_skip_tls_verify {
+                    put("insecure_redis_skip_tls_verify", "true".into());
+                }
+                put("redis_key_prefix", r.key_prefix.clone());
+                put(
+                    "redis_timeout",
+                    humantime::format_duration(r.timeout).to_string(),
+                );
+            }
+        }
         let strings =
             |v: Vec<String>| toml::Value::Array(v.into_iter().map(toml::Value::String).collect());
         t.insert("insecure_cookie".into(), self.cookie.insecure.into());
@@ -772,6 +930,76 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         key: "rate_limit_captcha_per_ip",
         kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "session_store_type",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_connection_url",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_username",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_password",
+        kind: Kind::Str,
+        secret: true,
+    },
+    KeySpec {
+        key: "redis_use_sentinel",
+        kind: Kind::Bool,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_sentinel_master_name",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_sentinel_connection_urls",
+        kind: Kind::List,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_sentinel_password",
+        kind: Kind::Str,
+        secret: true,
+    },
+    KeySpec {
+        key: "redis_use_cluster",
+        kind: Kind::Bool,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_cluster_connection_urls",
+        kind: Kind::List,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_ca_file",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "insecure_redis_skip_tls_verify",
+        kind: Kind::Bool,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_key_prefix",
+        kind: Kind::Str,
+        secret: false,
+    },
+    KeySpec {
+        key: "redis_timeout",
+        kind: Kind::Duration,
         secret: false,
     },
     KeySpec {
@@ -1200,6 +1428,7 @@ fn validate(mut c: Collector) -> Result<Config, ConfigErrors> {
 
     let login = login_settings(&mut c);
     let rate_limits = rate_limit_settings(&mut c);
+    let store = store_settings(&mut c, cookie.as_ref().map(|k| k.secrets.is_some()));
 
     debug_assert!(c.values.is_empty(), "every known key is validated");
 
@@ -1231,6 +1460,7 @@ fn validate(mut c: Collector) -> Result<Config, ConfigErrors> {
             metrics_listen,
             login: login.expect("no problems"),
             rate_limits: rate_limits.expect("no problems"),
+            store: store.expect("no problems"),
             cloudbase: CloudBaseSettings {
                 env_id,
                 region,
@@ -1318,6 +1548,181 @@ fn cookie_settings(c: &mut Collector, public_url: Option<&Url>) -> Option<Cookie
         secrets: secrets?,
         insecure: insecure?,
     })
+}
+
+/// A `redis://`, `rediss://` or `unix://` URL.
+fn redis_url(s: &str) -> Result<RedisUrl, String> {
+    let hint =
+        "expected redis://[user[:password]@]host:port[/db], rediss://… for TLS or unix:///path";
+    let url = Url::parse(s).map_err(|_| hint.to_string())?;
+    match url.scheme() {
+        "redis" | "rediss" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(hint.into());
+            }
+        }
+        "unix" | "redis+unix" => {
+            if url.path().len() < 2 {
+                return Err(hint.into());
+            }
+            return Ok(RedisUrl(url));
+        }
+        _ => return Err(hint.into()),
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u16>().is_err() {
+        return Err("the path must be a database index such as /0".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment; use insecure_redis_skip_tls_verify and redis_ca_file for TLS".into());
+    }
+    Ok(RedisUrl(url))
+}
+
+/// `session_store_type` and the `redis_*` keys. `has_cookie_secret` is `None` when the cookie
+/// settings had problems of their own.
+fn store_settings(c: &mut Collector, has_cookie_secret: Option<bool>) -> Option<StoreSettings> {
+    let kind = match c.take("session_store_type") {
+        None => Some(false),
+        Some(v) => parse_or(c, "session_store_type", v, |s| match s {
+            "memory" => Ok(false),
+            "redis" => Ok(true),
+            _ => Err("expected memory or redis".into()),
+        }),
+    };
+    let url = c
+        .take("redis_connection_url")
+        .map(|v| parse_or(c, "redis_connection_url", v, redis_url));
+    let username = c.take("redis_username").map(|v| v.value);
+    let password = secret(c, "redis_password");
+    let flag = |c: &mut Collector, key: &str| match c.take(key) {
+        None => Some(false),
+        Some(v) => parse_or(c, key, v, parse_bool),
+    };
+    let use_sentinel = flag(c, "redis_use_sentinel");
+    let master = c.take("redis_sentinel_master_name").map(|v| v.value);
+    let sentinels = list(c, "redis_sentinel_connection_urls", redis_url);
+    let sentinel_password = secret(c, "redis_sentinel_password");
+    let use_cluster = flag(c, "redis_use_cluster");
+    let cluster = list(c, "redis_cluster_connection_urls", redis_url);
+    let ca_file = c.take("redis_ca_file").and_then(|v| {
+        parse_or(c, "redis_ca_file", v, |s| {
+            let path = PathBuf::from(s);
+            match std::fs::read(&path) {
+                Ok(pem)
+                    if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") =>
+                {
+                    Ok(path)
+                }
+                Ok(_) => Err("is not a PEM certificate file".into()),
+                Err(e) => Err(format!("cannot be read: {}", e.kind())),
+            }
+        })
+    });
+    let insecure_skip_tls_verify = flag(c, "insecure_redis_skip_tls_verify");
+    let key_prefix = match c.take("redis_key_prefix") {
+        None => Some("cbgw:".to_string()),
+        Some(v) => parse_or(c, "redis_key_prefix", v, |s| {
+            if s.len() > 64
+                || s.contains(['{', '}'])
+                || s.chars().any(|ch| ch.is_control() || ch == ' ')
+            {
+                Err("expected at most 64 characters without spaces or braces, e.g. cbgw:".into())
+            } else {
+                Ok(s.to_string())
+            }
+        }),
+    };
+    let timeout = duration(
+        c,
+        "redis_timeout",
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    );
+
+    let redis = kind?;
+    if !redis {
+        return Some(StoreSettings::Memory);
+    }
+    let (use_sentinel, use_cluster) = (use_sentinel?, use_cluster?);
+    let (sentinels, cluster) = (sentinels?, cluster?);
+    if has_cookie_secret == Some(false) {
+        c.problem(
+            "cookie_secret",
+            None,
+            "is required with session_store_type = \"redis\": replicas (and a restarted gateway) with different random secrets cannot read each other's cookies",
+        );
+    }
+    let topology = if use_sentinel && use_cluster {
+        c.problem(
+            "redis_use_sentinel",
+            None,
+            "redis_use_sentinel and redis_use_cluster exclude each other",
+        );
+        None
+    } else if use_sentinel {
+        if master.as_deref().is_none_or(str::is_empty) {
+            c.problem(
+                "redis_sentinel_master_name",
+                None,
+                "is required with redis_use_sentinel: the name sentinel monitors the master by",
+            );
+        }
+        if sentinels.is_empty() {
+            c.problem(
+                "redis_sentinel_connection_urls",
+                None,
+                "is required with redis_use_sentinel, e.g. redis://10.0.0.1:26379,redis://10.0.0.2:26379",
+            );
+        }
+        let url = url.clone().flatten();
+        let db = url
+            .as_ref()
+            .or(sentinels.first())
+            .map(RedisUrl::db)
+            .unwrap_or(0);
+        let tls = url
+            .as_ref()
+            .or(sentinels.first())
+            .is_some_and(|u| u.0.scheme() == "rediss");
+        Some(RedisTopology::Sentinel {
+            master: master.unwrap_or_default(),
+            sentinels,
+            password: sentinel_password,
+            db,
+            tls,
+        })
+    } else if use_cluster {
+        if cluster.is_empty() {
+            c.problem(
+                "redis_cluster_connection_urls",
+                None,
+                "is required with redis_use_cluster, e.g. redis://10.0.0.1:7000,redis://10.0.0.2:7000",
+            );
+        }
+        Some(RedisTopology::Cluster(cluster))
+    } else {
+        match url {
+            None => {
+                c.problem(
+                    "redis_connection_url",
+                    None,
+                    "is required with session_store_type = \"redis\", e.g. redis://127.0.0.1:6379/0",
+                );
+                None
+            }
+            Some(u) => u.map(RedisTopology::Standalone),
+        }
+    };
+    Some(StoreSettings::Redis(Box::new(RedisSettings {
+        topology: topology?,
+        username,
+        password,
+        ca_file,
+        insecure_skip_tls_verify: insecure_skip_tls_verify?,
+        key_prefix: key_prefix?,
+        timeout: timeout?,
+    })))
 }
 
 fn session_settings(c: &mut Collector) -> Option<SessionSettings> {

@@ -29,6 +29,7 @@ pub mod ratelimit;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod telemetry;
 pub mod ticket;
 pub mod web;

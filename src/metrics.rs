@@ -78,6 +78,8 @@ pub struct Metrics {
     sign_ins: Mutex<BTreeMap<String, u64>>,
     cloudbase: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
     cloudbase_errors: Mutex<BTreeMap<(String, String), u64>>,
+    store: Mutex<BTreeMap<&'static str, std::sync::Arc<Histogram>>>,
+    store_errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -109,6 +111,15 @@ impl Metrics {
     /// Counts a sign-in by method (`password`, `anonymous`…).
     pub fn sign_in(&self, method: &str) {
         *self.sign_ins.lock().entry(method.to_string()).or_default() += 1;
+    }
+
+    /// Records one shared-store (Redis) operation: its latency, and whether it failed.
+    pub fn store(&self, op: &'static str, elapsed: Duration, failed: bool) {
+        let h = self.store.lock().entry(op).or_default().clone();
+        h.observe(elapsed);
+        if failed {
+            *self.store_errors.lock().entry(op).or_default() += 1;
+        }
     }
 
     /// The text exposition, with `active_sessions` from the store.
@@ -165,6 +176,21 @@ impl Metrics {
                 "cloudbase_gateway_cloudbase_errors_total{{endpoint=\"{}\",error=\"{}\"}} {n}",
                 escape(endpoint),
                 escape(error)
+            );
+        }
+        out.push_str("# HELP cloudbase_gateway_store_duration_seconds Shared-store (Redis) operation latency, by operation.\n# TYPE cloudbase_gateway_store_duration_seconds histogram\n");
+        for (op, h) in self.store.lock().iter() {
+            h.render(
+                &mut out,
+                "cloudbase_gateway_store_duration_seconds",
+                &format!("op=\"{op}\""),
+            );
+        }
+        out.push_str("# HELP cloudbase_gateway_store_errors_total Failed shared-store operations, by operation.\n# TYPE cloudbase_gateway_store_errors_total counter\n");
+        for (op, n) in self.store_errors.lock().iter() {
+            let _ = writeln!(
+                out,
+                "cloudbase_gateway_store_errors_total{{op=\"{op}\"}} {n}"
             );
         }
         out.push_str("# HELP cloudbase_gateway_active_sessions Sessions in the store.\n# TYPE cloudbase_gateway_active_sessions gauge\n");

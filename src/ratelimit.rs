@@ -4,11 +4,18 @@
 //! provider redirects, tickets, captchas). A sliding log per key
 //! (the limits are small, so the log is short) gives an exact `Retry-After`. Time comes from
 //! the injected clock. Over the limit, the caller answers 429 and never calls CloudBase.
+//! With a shared store, the counts live in Redis (one script per event), so replicas share
+//! them; a store failure refuses the attempt with 503 rather than let it through unlimited.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use redis::Script;
+
+use crate::session::StoreError;
+use crate::store::redis::Redis;
 
 use crate::clock::SharedClock;
 use crate::config::{Rate, RateLimitSettings};
@@ -23,8 +30,34 @@ const MAX_KEYS: usize = 200_000;
 pub struct Limiter {
     rate: Option<Rate>,
     clock: SharedClock,
-    log: Mutex<Log>,
+    backend: Backend,
 }
+
+enum Backend {
+    Memory(Mutex<Log>),
+    /// A sorted set per key (`P<name>:<keyed hash of the key>`) of the events' times, kept by
+    /// one script, so replicas share one count.
+    Redis {
+        redis: Arc<Redis>,
+        name: &'static str,
+        hit: Arc<Script>,
+    },
+}
+
+/// Drops events older than the window, then adds one unless `count` are left; answers -1
+/// when it was added, else the milliseconds until the oldest leaves the window.
+const HIT: &str = r"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + window - now
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window + 60000)
+return -1
+";
 
 #[derive(Default)]
 struct Log {
@@ -38,26 +71,99 @@ struct Log {
 pub struct Permit {
     key: String,
     at_ms: u64,
+    /// The event's member in a shared store's set.
+    member: String,
+}
+
+/// Why a unit could not be taken.
+#[derive(Debug)]
+pub enum Denied {
+    /// Over the limit: the seconds until a unit is free again.
+    Wait(u64),
+    /// The shared store failed (the caller answers 503 and calls nothing).
+    Store(StoreError),
 }
 
 impl Limiter {
-    /// A limiter for `rate` (`None`: unlimited).
+    /// A limiter in memory for `rate` (`None`: unlimited).
     pub fn new(rate: Option<Rate>, clock: SharedClock) -> Limiter {
         Limiter {
             rate,
             clock,
-            log: Mutex::new(Log::default()),
+            backend: Backend::Memory(Mutex::new(Log::default())),
         }
     }
 
-    /// Takes one unit for `key`. Fails with the seconds until a unit is free again.
-    pub fn acquire(&self, key: &str) -> Result<Option<Permit>, u64> {
+    /// A limiter for `rate` counting in Redis, under `name`.
+    pub fn redis(
+        rate: Option<Rate>,
+        clock: SharedClock,
+        redis: Arc<Redis>,
+        name: &'static str,
+    ) -> Limiter {
+        Limiter {
+            rate,
+            clock,
+            backend: Backend::Redis {
+                redis,
+                name,
+                hit: Arc::new(Script::new(HIT)),
+            },
+        }
+    }
+
+    /// Takes one unit for `key`.
+    ///
+    /// Fails with [`Denied::Wait`] (the seconds until a unit is free again) or, for a shared
+    /// store, [`Denied::Store`].
+    pub async fn acquire(&self, key: &str) -> Result<Option<Permit>, Denied> {
         let Some(rate) = self.rate else {
             return Ok(None);
         };
         let now = self.clock.unix_millis();
         let window = rate.per.as_millis() as u64;
-        let mut guard = self.log.lock();
+        match &self.backend {
+            Backend::Memory(log) => Self::acquire_here(log, rate, now, window, key),
+            Backend::Redis { redis, name, hit } => {
+                let mut tag = [0u8; 8];
+                rand::Rng::fill(&mut rand::thread_rng(), &mut tag);
+                let member = format!("{now}-{}", hex::encode(tag));
+                let (now_s, window_s, count_s) =
+                    (now.to_string(), window.to_string(), rate.count.to_string());
+                let wait: i64 = redis
+                    .script(
+                        "rate_limit",
+                        hit,
+                        &[&redis.key(&format!("r:{name}"), key.as_bytes())],
+                        &[
+                            now_s.as_bytes(),
+                            window_s.as_bytes(),
+                            count_s.as_bytes(),
+                            member.as_bytes(),
+                        ],
+                    )
+                    .await
+                    .map_err(Denied::Store)?;
+                if wait >= 0 {
+                    return Err(Denied::Wait((wait as u64).div_ceil(1000).max(1)));
+                }
+                Ok(Some(Permit {
+                    key: key.to_string(),
+                    at_ms: now,
+                    member,
+                }))
+            }
+        }
+    }
+
+    fn acquire_here(
+        log: &Mutex<Log>,
+        rate: Rate,
+        now: u64,
+        window: u64,
+        key: &str,
+    ) -> Result<Option<Permit>, Denied> {
+        let mut guard = log.lock();
         let log = &mut *guard;
         if log.keys.len() >= MAX_KEYS && !log.keys.contains_key(key) {
             if now.saturating_sub(log.last_sweep_ms) >= 1000 {
@@ -67,7 +173,7 @@ impl Limiter {
             }
             if log.keys.len() >= MAX_KEYS {
                 tracing::warn!(keys = MAX_KEYS, "rate-limit table full: refusing new keys");
-                return Err(rate.per.as_secs().clamp(1, 60));
+                return Err(Denied::Wait(rate.per.as_secs().clamp(1, 60)));
             }
         }
         let q = log.keys.entry(key.to_string()).or_default();
@@ -75,27 +181,42 @@ impl Limiter {
             q.pop_front();
         }
         if q.len() >= rate.count as usize {
-            let oldest = *q.front().expect("full log is not empty");
+            let oldest = q.front().copied().unwrap_or(now);
             let wait_ms = (oldest + window).saturating_sub(now);
-            return Err(wait_ms.div_ceil(1000).max(1));
+            return Err(Denied::Wait(wait_ms.div_ceil(1000).max(1)));
         }
         q.push_back(now);
         Ok(Some(Permit {
             key: key.to_string(),
             at_ms: now,
+            member: String::new(),
         }))
     }
 
-    /// Gives a unit back.
-    pub fn refund(&self, permit: Option<Permit>) {
+    /// Gives a unit back (best effort with a shared store: a failed refund just counts).
+    pub async fn refund(&self, permit: Option<Permit>) {
         let Some(p) = permit else { return };
-        let mut log = self.log.lock();
-        if let Some(q) = log.keys.get_mut(&p.key) {
-            if let Some(pos) = q.iter().rposition(|t| *t == p.at_ms) {
-                q.remove(pos);
+        match &self.backend {
+            Backend::Memory(log) => {
+                let mut log = log.lock();
+                if let Some(q) = log.keys.get_mut(&p.key) {
+                    if let Some(pos) = q.iter().rposition(|t| *t == p.at_ms) {
+                        q.remove(pos);
+                    }
+                    if q.is_empty() {
+                        log.keys.remove(&p.key);
+                    }
+                }
             }
-            if q.is_empty() {
-                log.keys.remove(&p.key);
+            Backend::Redis { redis, name, .. } => {
+                let _: Result<i64, _> = redis
+                    .query(
+                        "rate_limit_refund",
+                        redis::cmd("ZREM")
+                            .arg(redis.key(&format!("r:{name}"), p.key.as_bytes()))
+                            .arg(&p.member),
+                    )
+                    .await;
             }
         }
     }
@@ -173,7 +294,7 @@ pub struct RateLimits {
 pub struct Permits(Vec<(Limit, Option<Permit>)>);
 
 impl RateLimits {
-    /// The limits from the configuration.
+    /// The limits from the configuration, counted in memory.
     pub fn new(s: &RateLimitSettings, clock: SharedClock) -> RateLimits {
         RateLimits {
             limiters: Limit::ALL
@@ -183,26 +304,37 @@ impl RateLimits {
         }
     }
 
+    /// The limits from the configuration, counted in Redis.
+    pub fn redis(s: &RateLimitSettings, clock: SharedClock, redis: Arc<Redis>) -> RateLimits {
+        RateLimits {
+            limiters: Limit::ALL
+                .iter()
+                .map(|l| Limiter::redis(l.rate(s), clock.clone(), redis.clone(), l.name()))
+                .collect(),
+        }
+    }
+
     fn limiter(&self, l: Limit) -> &Limiter {
         &self.limiters[l as usize]
     }
 
-    fn one(&self, l: Limit, key: &str) -> Result<Permits, Refusal> {
-        match self.limiter(l).acquire(key) {
+    async fn one(&self, l: Limit, key: &str) -> Result<Permits, LimitError> {
+        match self.limiter(l).acquire(key).await {
             Ok(p) => Ok(Permits(vec![(l, p)])),
-            Err(s) => Err(Refusal::new(l, s)),
+            Err(Denied::Wait(s)) => Err(LimitError::Refused(Refusal::new(l, s))),
+            Err(Denied::Store(e)) => Err(LimitError::Store(e)),
         }
     }
 
-    fn both(&self, a: (Limit, &str), b: (Limit, &str)) -> Result<Permits, Refusal> {
-        let mut first = self.one(a.0, a.1)?;
-        match self.one(b.0, b.1) {
+    async fn both(&self, a: (Limit, &str), b: (Limit, &str)) -> Result<Permits, LimitError> {
+        let mut first = self.one(a.0, a.1).await?;
+        match self.one(b.0, b.1).await {
             Ok(mut second) => {
                 first.0.append(&mut second.0);
                 Ok(first)
             }
             Err(r) => {
-                self.refund(first);
+                self.refund(first).await;
                 Err(r)
             }
         }
@@ -210,42 +342,65 @@ impl RateLimits {
 
     /// One code for `target` (the contact's limit key: E.164 or case-folded) requested from
     /// `ip`.
-    pub fn code(&self, target: &str, ip: &str) -> Result<Permits, Refusal> {
+    ///
+    /// Fails when over a limit, or when the shared store fails.
+    pub async fn code(&self, target: &str, ip: &str) -> Result<Permits, LimitError> {
         self.both((Limit::CodeTarget, target), (Limit::CodeIp, ip))
+            .await
     }
 
     /// One password attempt for the account `account` (its key: see [`Accounts::key`]) from
     /// `ip`.
-    pub fn password(&self, account: &str, ip: &str) -> Result<Permits, Refusal> {
+    ///
+    /// Fails when over a limit, or when the shared store fails.
+    pub async fn password(&self, account: &str, ip: &str) -> Result<Permits, LimitError> {
         self.both((Limit::PasswordUser, account), (Limit::PasswordIp, ip))
+            .await
     }
 
     /// One guest sign-in from `ip`.
-    pub fn anonymous(&self, ip: &str) -> Result<Permits, Refusal> {
-        self.one(Limit::AnonymousIp, ip)
+    ///
+    /// Fails when over the limit, or when the shared store fails.
+    pub async fn anonymous(&self, ip: &str) -> Result<Permits, LimitError> {
+        self.one(Limit::AnonymousIp, ip).await
     }
 
     /// One provider redirect started from `ip`.
-    pub fn start(&self, ip: &str) -> Result<Permits, Refusal> {
-        self.one(Limit::StartIp, ip)
+    ///
+    /// Fails when over the limit, or when the shared store fails.
+    pub async fn start(&self, ip: &str) -> Result<Permits, LimitError> {
+        self.one(Limit::StartIp, ip).await
     }
 
     /// One custom-ticket sign-in from `ip` (refunded when the ticket signs in).
-    pub fn ticket(&self, ip: &str) -> Result<Permits, Refusal> {
-        self.one(Limit::TicketIp, ip)
+    ///
+    /// Fails when over the limit, or when the shared store fails.
+    pub async fn ticket(&self, ip: &str) -> Result<Permits, LimitError> {
+        self.one(Limit::TicketIp, ip).await
     }
 
     /// One captcha started from `ip`.
-    pub fn captcha(&self, ip: &str) -> Result<Permits, Refusal> {
-        self.one(Limit::CaptchaIp, ip)
+    ///
+    /// Fails when over the limit, or when the shared store fails.
+    pub async fn captcha(&self, ip: &str) -> Result<Permits, LimitError> {
+        self.one(Limit::CaptchaIp, ip).await
     }
 
     /// Gives the units back.
-    pub fn refund(&self, permits: Permits) {
+    pub async fn refund(&self, permits: Permits) {
         for (l, p) in permits.0 {
-            self.limiter(l).refund(p);
+            self.limiter(l).refund(p).await;
         }
     }
+}
+
+/// Why a limited step may not go on.
+#[derive(Debug)]
+pub enum LimitError {
+    /// Over a limit (429).
+    Refused(Refusal),
+    /// The shared store failed (503).
+    Store(StoreError),
 }
 
 /// A refused request: which limit, and the seconds to wait.
@@ -387,24 +542,34 @@ mod tests {
     use crate::clock::ManualClock;
     use std::sync::Arc;
 
-    #[test]
-    fn a_sliding_window_with_exact_waits_and_refunds() {
+    fn wait(r: Result<Option<Permit>, Denied>) -> u64 {
+        match r {
+            Err(Denied::Wait(s)) => s,
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_sliding_window_with_exact_waits_and_refunds() {
         let clock = Arc::new(ManualClock::default());
         let l = Limiter::new(Some(Rate::new(2, Duration::from_secs(60))), clock.clone());
-        let a = l.acquire("k").unwrap();
+        let a = l.acquire("k").await.unwrap();
         clock.advance(Duration::from_secs(10));
-        let _b = l.acquire("k").unwrap();
-        assert_eq!(l.acquire("k").unwrap_err(), 50);
-        assert!(l.acquire("other").is_ok(), "keys are separate");
-        l.refund(a);
-        assert!(l.acquire("k").is_ok(), "a refunded unit is free again");
+        let _b = l.acquire("k").await.unwrap();
+        assert_eq!(wait(l.acquire("k").await), 50);
+        assert!(l.acquire("other").await.is_ok(), "keys are separate");
+        l.refund(a).await;
+        assert!(
+            l.acquire("k").await.is_ok(),
+            "a refunded unit is free again"
+        );
         // Both units in the log are now from t=10.
-        assert_eq!(l.acquire("k").unwrap_err(), 60);
+        assert_eq!(wait(l.acquire("k").await), 60);
         clock.advance(Duration::from_secs(60));
-        assert!(l.acquire("k").is_ok(), "the oldest left the window");
+        assert!(l.acquire("k").await.is_ok(), "the oldest left the window");
         let off = Limiter::new(None, clock);
         for _ in 0..100 {
-            assert!(off.acquire("k").unwrap().is_none());
+            assert!(off.acquire("k").await.unwrap().is_none());
         }
     }
 
@@ -466,8 +631,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_refusal_by_the_second_limit_gives_the_first_unit_back() {
+    #[actix_web::test]
+    async fn a_refusal_by_the_second_limit_gives_the_first_unit_back() {
         let clock = Arc::new(ManualClock::default());
         let s = RateLimitSettings {
             code_per_target: Some(Rate::new(1, Duration::from_secs(60))),
@@ -480,13 +645,17 @@ mod tests {
             captcha_per_ip: None,
         };
         let r = RateLimits::new(&s, clock.clone());
-        r.code("a@example.com", "1.2.3.4").unwrap();
-        let e = r.code("a@example.com", "5.6.7.8").unwrap_err();
+        let refused = |e: LimitError| match e {
+            LimitError::Refused(r) => r,
+            LimitError::Store(e) => panic!("{e}"),
+        };
+        r.code("a@example.com", "1.2.3.4").await.unwrap();
+        let e = refused(r.code("a@example.com", "5.6.7.8").await.unwrap_err());
         assert_eq!((e.limit, e.retry_after), ("code_target", 60));
-        r.code("b@example.com", "1.2.3.4").unwrap();
-        let e = r.code("c@example.com", "1.2.3.4").unwrap_err();
+        r.code("b@example.com", "1.2.3.4").await.unwrap();
+        let e = refused(r.code("c@example.com", "1.2.3.4").await.unwrap_err());
         assert_eq!(e.limit, "code_ip");
         // c's unit was given back when the IP limit refused.
-        r.code("c@example.com", "9.9.9.9").unwrap();
+        r.code("c@example.com", "9.9.9.9").await.unwrap();
     }
 }

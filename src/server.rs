@@ -122,15 +122,46 @@ pub fn build_with(
     {
         tracing::warn!("forward_auth_without_trusted_proxy = \"root_policy\": /__auth/auth answers callers outside trusted_proxies by the policy of /, whatever request they ask about; path policies do not hold for them");
     }
+    if let crate::config::StoreSettings::Redis(r) = &config.store {
+        if r.insecure_skip_tls_verify {
+            tracing::warn!("insecure_redis_skip_tls_verify is on: the Redis server's certificate is not checked, so anyone on the path can read and change sessions; use redis_ca_file instead");
+        }
+    }
     if config.cookie.secrets.is_none() {
         tracing::warn!("no cookie_secret configured: a random key was made, and sessions end when the process does");
     }
     let keyring = Keyring::new(config.cookie.secrets.as_deref(), deps.entropy.as_ref());
     let metrics = Arc::new(Metrics::default());
-    let store = Arc::new(MemoryStore::new(
-        config.session.capacity,
-        deps.clock.clone(),
-    ));
+    let shared = match &config.store {
+        crate::config::StoreSettings::Memory => {
+            tracing::info!(
+                store = "memory",
+                "session store: in this process (sessions end with it)"
+            );
+            None
+        }
+        crate::config::StoreSettings::Redis(r) => {
+            tracing::info!(store = "redis", location = %r.location(), key_prefix = %r.key_prefix, "session store: redis");
+            Some(Arc::new(crate::store::redis::Redis::new(
+                (**r).clone(),
+                keyring.derive("redis-names"),
+                metrics.clone(),
+            )))
+        }
+    };
+    let store: Arc<dyn crate::session::SessionStore> = match &shared {
+        None => Arc::new(MemoryStore::new(
+            config.session.capacity,
+            deps.clock.clone(),
+        )),
+        Some(redis) => Arc::new(crate::session::redis::RedisSessionStore::new(
+            redis.clone(),
+            deps.clock.clone(),
+            deps.entropy.clone(),
+            // The lease outlives a refresh call that runs to its deadline, and is renewed.
+            config.cloudbase.timeout + Duration::from_secs(5),
+        )),
+    };
     let sessions = SessionManager::new(
         store,
         CookieFactory::new(&config.cookie, &keyring),
@@ -140,25 +171,46 @@ pub fn build_with(
         config.session.refresh_margin,
         metrics.clone(),
     );
-    let flows = FlowStore::new(
-        config.session.capacity,
-        FLOW_TTL,
-        deps.clock.clone(),
-        deps.entropy.clone(),
-    );
-    let limits = RateLimits::new(&config.rate_limits, deps.clock.clone());
+    let sealer = |purpose: &str| {
+        crate::flow::seal::Sealer::new(&keyring.derive(purpose), deps.entropy.clone())
+    };
+    let (flows, limits, captcha_tokens) = match &shared {
+        None => (
+            FlowStore::new(
+                config.session.capacity,
+                FLOW_TTL,
+                deps.clock.clone(),
+                deps.entropy.clone(),
+            ),
+            RateLimits::new(&config.rate_limits, deps.clock.clone()),
+            crate::flows::captcha::TokenCache::new(config.session.capacity, deps.clock.clone()),
+        ),
+        Some(redis) => (
+            FlowStore::redis(
+                redis.clone(),
+                sealer("flow-seal"),
+                FLOW_TTL,
+                deps.clock.clone(),
+                deps.entropy.clone(),
+            ),
+            RateLimits::redis(&config.rate_limits, deps.clock.clone(), redis.clone()),
+            crate::flows::captcha::TokenCache::redis(
+                redis.clone(),
+                sealer("captcha-token-seal"),
+                deps.clock.clone(),
+            ),
+        ),
+    };
     // A user name, an e-mail and a phone per account.
     let accounts = crate::ratelimit::Accounts::new(
         (config.session.capacity as usize).saturating_mul(3),
         deps.clock.clone(),
     );
     let states = crate::flow::state::States::new(
-        crate::flow::seal::Sealer::new(&keyring.derive("state-seal"), deps.entropy.clone()),
+        sealer("state-seal"),
         keyring.derive("state-browser"),
         deps.clock.clone(),
     );
-    let captcha_tokens =
-        crate::flows::captcha::TokenCache::new(config.session.capacity, deps.clock.clone());
     let brand = Arc::new(crate::web::pages::Brand::new(
         config.login.brand_name.clone(),
         config.login.brand_logo_url.clone().unwrap_or_default(),

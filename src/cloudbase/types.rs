@@ -178,7 +178,7 @@ mod lenient {
 }
 
 /// The contact a code is sent to, or that an account is bound to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Contact {
     /// An e-mail address.

@@ -75,7 +75,8 @@ pub async fn sudo_with_password(
     }
     let permits = ctx
         .limits
-        .password(&format!("uid:{}", user.record.sub), &ctx.client_ip)?;
+        .password(&format!("uid:{}", user.record.sub), &ctx.client_ip)
+        .await?;
     let sudo = ctx
         .cloudbase
         .sudo(
@@ -85,7 +86,7 @@ pub async fn sudo_with_password(
         )
         .await
         .map_err(|e| refused(&e, Step::Sudo))?;
-    ctx.limits.refund(permits);
+    ctx.limits.refund(permits).await;
     if sudo.sudo_token.expose().is_empty() {
         // CloudBase's answer for a user without a password (spec §5.11).
         return Err(FlowError::Input("err.no_password_sudo"));
@@ -101,7 +102,7 @@ pub async fn sudo_with_password(
                 sudo_token: sudo.sudo_token,
             }),
         )
-        .await;
+        .await?;
     Ok(Outcome::Elevated { flow })
 }
 
@@ -141,7 +142,7 @@ pub async fn sudo_with_code(
 /// Fails with [`FlowError::StartAgain`] or [`FlowError::SignInNeeded`].
 pub async fn elevated(ctx: &Ctx<'_>, id: &str) -> Result<Elevated, FlowError> {
     let user = signed_in(ctx)?;
-    match ctx.flows.get(id, ctx.browser).await {
+    match ctx.flows.get(id, ctx.browser).await? {
         Some(Pending::Elevated(e)) if e.sub == user.record.sub => Ok(e),
         _ => Err(FlowError::StartAgain),
     }
@@ -185,7 +186,7 @@ pub(super) async fn take_elevated(
     let taken = ctx
         .flows
         .take_for_step(id, ctx.browser)
-        .await
+        .await?
         .ok_or(FlowError::StartAgain)?;
     match &taken.value {
         Pending::Elevated(e) if e.sub == user.record.sub => {

@@ -12,7 +12,7 @@ pub async fn sign_in(ctx: &Ctx<'_>, rd: String) -> Result<Outcome, FlowError> {
         return Ok(Outcome::Continue { rd });
     }
     // Every guest is a CloudBase user and a session: limited per client IP.
-    let permits = ctx.limits.anonymous(&ctx.client_ip)?;
+    let permits = ctx.limits.anonymous(&ctx.client_ip).await?;
     let device_id = ctx.device_id();
     match ctx
         .cloudbase
@@ -21,7 +21,7 @@ pub async fn sign_in(ctx: &Ctx<'_>, rd: String) -> Result<Outcome, FlowError> {
     {
         Ok(creds) => ctx.finish(creds, &device_id, rd, "anonymous").await,
         Err(e) => {
-            ctx.limits.refund(permits);
+            ctx.limits.refund(permits).await;
             Err(refused(&e, Step::Anonymous))
         }
     }

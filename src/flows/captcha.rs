@@ -21,9 +21,10 @@ use crate::clock::SharedClock;
 use crate::flow::state::StateKind;
 use crate::flow::store::Browser;
 use crate::secret::Secret;
+use crate::session::StoreError;
 
 /// The form posts a captcha can interrupt; the web layer knows how to run each again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Resumable {
     /// Password sign-in.
     Password,
@@ -59,7 +60,7 @@ pub enum Mode {
 }
 
 /// A picture to read.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Image {
     /// `data:image/...;base64,...`
     pub data: String,
@@ -67,7 +68,7 @@ pub struct Image {
 }
 
 /// A step waiting for a captcha.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct CaptchaFlow {
     /// Which form.
     pub step: Resumable,
@@ -76,7 +77,7 @@ pub struct CaptchaFlow {
     /// Captchas shown so far for this step (1 or 2).
     pub round: u8,
     /// The call that asked.
-    pub endpoint: &'static str,
+    pub endpoint: String,
     /// The picture (image mode).
     pub image: Option<Image>,
     /// Wrong readings of pictures so far.
@@ -193,12 +194,12 @@ fn call_name(endpoint: &str) -> String {
 /// called), CloudBase's refusal of `captcha/init` or `captcha/data`, or
 /// [`FlowError::Unavailable`].
 pub async fn begin(ctx: &Ctx<'_>, b: Begin<'_>) -> Result<Challenge, FlowError> {
-    ctx.limits.captcha(&ctx.client_ip)?;
+    ctx.limits.captcha(&ctx.client_ip).await?;
     let mut flow = CaptchaFlow {
         step: b.step,
         rd: b.rd.to_string(),
         round: b.round,
-        endpoint: b.endpoint,
+        endpoint: b.endpoint.to_string(),
         image: None,
         wrong: 0,
         sub: ctx.current.map(|l| l.record.sub.clone()),
@@ -208,7 +209,10 @@ pub async fn begin(ctx: &Ctx<'_>, b: Begin<'_>) -> Result<Challenge, FlowError> 
     tracing::info!(step = ?b.step, endpoint = b.endpoint, round = b.round, "captcha needed");
     match b.mode {
         Mode::Redirect => {
-            let id = ctx.flows.create(ctx.browser, Pending::Captcha(flow)).await;
+            let id = ctx
+                .flows
+                .create(ctx.browser, Pending::Captcha(flow))
+                .await?;
             let state = ctx
                 .states
                 .mint(StateKind::Captcha, &id, b.rd, "", ctx.browser);
@@ -240,7 +244,10 @@ pub async fn begin(ctx: &Ctx<'_>, b: Begin<'_>) -> Result<Challenge, FlowError> 
         }
         Mode::Image => {
             flow.image = Some(picture(ctx, &call, b.endpoint).await?);
-            let id = ctx.flows.create(ctx.browser, Pending::Captcha(flow)).await;
+            let id = ctx
+                .flows
+                .create(ctx.browser, Pending::Captcha(flow))
+                .await?;
             Ok(Challenge::Image(id))
         }
     }
@@ -274,7 +281,7 @@ pub async fn returned(ctx: &Ctx<'_>, state: &str) -> Result<Resume, FlowError> {
         .states
         .open(state, &[StateKind::Captcha], Some(ctx.browser))
         .map_err(|e| super::bad_state(e.reason()))?;
-    match ctx.flows.take(&claims.nonce, ctx.browser).await {
+    match ctx.flows.take(&claims.nonce, ctx.browser).await? {
         Some(Pending::Captcha(flow)) if flow.rd == claims.rd && flow.image.is_none() => {
             let fields = open_fields(ctx, &flow)?;
             Ok(Resume { flow, fields })
@@ -288,7 +295,7 @@ pub async fn returned(ctx: &Ctx<'_>, state: &str) -> Result<Resume, FlowError> {
 ///
 /// Fails with [`FlowError::StartAgain`].
 pub async fn pending_image(ctx: &Ctx<'_>, id: &str) -> Result<CaptchaFlow, FlowError> {
-    match ctx.flows.get(id, ctx.browser).await {
+    match ctx.flows.get(id, ctx.browser).await? {
         Some(Pending::Captcha(f)) if f.image.is_some() => Ok(f),
         _ => Err(FlowError::StartAgain),
     }
@@ -298,7 +305,7 @@ pub async fn pending_image(ctx: &Ctx<'_>, id: &str) -> Result<CaptchaFlow, FlowE
 ///
 /// Fails with [`FlowError::StartAgain`] or [`FlowError::Unavailable`] (the flow is kept).
 pub async fn solve(ctx: &Ctx<'_>, id: &str, answer: &str) -> Result<Solved, FlowError> {
-    let Some(mut taken) = ctx.flows.take_for_step(id, ctx.browser).await else {
+    let Some(mut taken) = ctx.flows.take_for_step(id, ctx.browser).await? else {
         return Err(FlowError::StartAgain);
     };
     let Pending::Captcha(mut flow) = taken.value.clone() else {
@@ -340,7 +347,7 @@ pub async fn solve(ctx: &Ctx<'_>, id: &str, answer: &str) -> Result<Solved, Flow
                 return Ok(Solved::GaveUp(Resume { flow, fields }));
             }
             // A picture is good for one reading: show a new one.
-            match picture(ctx, &call, flow.endpoint).await {
+            match picture(ctx, &call, &flow.endpoint).await {
                 Ok(img) => flow.image = Some(img),
                 Err(e) => {
                     taken.put_back(ctx.flows).await;
@@ -362,7 +369,7 @@ pub async fn solve(ctx: &Ctx<'_>, id: &str, answer: &str) -> Result<Solved, Flow
 ///
 /// Fails with [`FlowError::StartAgain`].
 pub async fn cancel(ctx: &Ctx<'_>, id: &str) -> Result<Resume, FlowError> {
-    match ctx.flows.take(id, ctx.browser).await {
+    match ctx.flows.take(id, ctx.browser).await? {
         Some(Pending::Captcha(flow)) => {
             let fields = open_fields(ctx, &flow)?;
             Ok(Resume { flow, fields })
@@ -372,44 +379,121 @@ pub async fn cancel(ctx: &Ctx<'_>, id: &str) -> Result<Resume, FlowError> {
 }
 
 /// Solved captcha tokens per browser, each until it expires less ten seconds (as the SDK keeps
-/// them), by the injected clock.
+/// them), by the injected clock. In memory, or in Redis (`Pc:<keyed hash of the browser>`,
+/// the token sealed under the keyring with the key name as associated data).
 pub struct TokenCache {
-    cache: moka::future::Cache<[u8; 32], (Secret, u64)>,
+    backend: TokenBackend,
     clock: SharedClock,
 }
 
+enum TokenBackend {
+    Memory(moka::future::Cache<[u8; 32], (Secret, u64)>),
+    Redis {
+        redis: Arc<crate::store::redis::Redis>,
+        sealer: crate::flow::seal::Sealer,
+    },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedToken {
+    #[serde(serialize_with = "crate::secret::expose")]
+    t: Secret,
+    u: u64,
+}
+
+const TOKEN_AAD: &str = "cloudbase-gateway/captcha-token/v1:";
+
 impl TokenCache {
-    /// A cache of at most `capacity` browsers.
+    /// A cache of at most `capacity` browsers, in memory.
     pub fn new(capacity: u64, clock: SharedClock) -> TokenCache {
         TokenCache {
-            cache: moka::future::Cache::builder()
-                .max_capacity(capacity)
-                // Real time only frees memory; the injected clock decides what is expired.
-                .time_to_live(Duration::from_secs(3600))
-                .build(),
+            backend: TokenBackend::Memory(
+                moka::future::Cache::builder()
+                    .max_capacity(capacity)
+                    // Real time only frees memory; the injected clock decides what is expired.
+                    .time_to_live(Duration::from_secs(3600))
+                    .build(),
+            ),
+            clock,
+        }
+    }
+
+    /// A cache in Redis, the tokens sealed by `sealer`.
+    pub fn redis(
+        redis: Arc<crate::store::redis::Redis>,
+        sealer: crate::flow::seal::Sealer,
+        clock: SharedClock,
+    ) -> TokenCache {
+        TokenCache {
+            backend: TokenBackend::Redis { redis, sealer },
             clock,
         }
     }
 
     /// The browser's token, while it is valid.
-    pub async fn get(&self, browser: Browser) -> Option<Secret> {
-        let (token, until) = self.cache.get(browser.as_bytes()).await?;
-        (self.clock.unix_secs() < until).then_some(token)
+    ///
+    /// Fails when the shared store fails.
+    pub async fn get(&self, browser: Browser) -> Result<Option<Secret>, StoreError> {
+        let now = self.clock.unix_secs();
+        match &self.backend {
+            TokenBackend::Memory(cache) => Ok(cache
+                .get(browser.as_bytes())
+                .await
+                .filter(|(_, until)| now < *until)
+                .map(|(t, _)| t)),
+            TokenBackend::Redis { redis, sealer } => {
+                let name = redis.key("c", browser.as_bytes());
+                let raw: Option<Vec<u8>> = redis
+                    .query("captcha_token_get", redis::cmd("GET").arg(&name))
+                    .await?;
+                Ok(raw
+                    .and_then(|raw| sealer.open(format!("{TOKEN_AAD}{name}").as_bytes(), &raw))
+                    .and_then(|json| serde_json::from_slice::<CachedToken>(&json).ok())
+                    .filter(|c| now < c.u)
+                    .map(|c| c.t))
+            }
+        }
     }
 
-    /// Keeps `token`, valid `expires_in` seconds, for the browser.
+    /// Keeps `token`, valid `expires_in` seconds, for the browser (best effort: a token that
+    /// cannot be kept is asked for again next time).
     pub async fn put(&self, browser: Browser, token: Secret, expires_in: u64) {
         let life = expires_in.min(3600).saturating_sub(10);
-        if life > 0 {
-            self.cache
-                .insert(*browser.as_bytes(), (token, self.clock.unix_secs() + life))
-                .await;
+        if life == 0 {
+            return;
+        }
+        let until = self.clock.unix_secs() + life;
+        match &self.backend {
+            TokenBackend::Memory(cache) => cache.insert(*browser.as_bytes(), (token, until)).await,
+            TokenBackend::Redis { redis, sealer } => {
+                let name = redis.key("c", browser.as_bytes());
+                let Ok(json) = serde_json::to_vec(&CachedToken { t: token, u: until }) else {
+                    return;
+                };
+                let sealed = sealer.seal(format!("{TOKEN_AAD}{name}").as_bytes(), &json);
+                let _: Result<(), _> = redis
+                    .query(
+                        "captcha_token_put",
+                        redis::cmd("SET").arg(&name).arg(sealed).arg("EX").arg(life),
+                    )
+                    .await;
+            }
         }
     }
 
     /// Forgets the browser's token (CloudBase refused it).
     pub async fn forget(&self, browser: Browser) {
-        self.cache.invalidate(browser.as_bytes()).await;
+        match &self.backend {
+            TokenBackend::Memory(cache) => cache.invalidate(browser.as_bytes()).await,
+            TokenBackend::Redis { redis, .. } => {
+                let _: Result<i64, _> = redis
+                    .query(
+                        "captcha_token_forget",
+                        redis::cmd("DEL").arg(redis.key("c", browser.as_bytes())),
+                    )
+                    .await;
+            }
+        }
     }
 }
 

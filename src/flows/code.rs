@@ -100,7 +100,7 @@ pub async fn send(
         device_id,
         verification_token: None,
     };
-    let id = ctx.flows.create(ctx.browser, Pending::Code(flow)).await;
+    let id = ctx.flows.create(ctx.browser, Pending::Code(flow)).await?;
     Ok(Outcome::CodeSent { flow: id })
 }
 
@@ -113,7 +113,8 @@ async fn send_code(
 ) -> Result<(String, bool), FlowError> {
     let permits = ctx
         .limits
-        .code(&limit_key(contact.value()), &ctx.client_ip)?;
+        .code(&limit_key(contact.value()), &ctx.client_ip)
+        .await?;
     let (target, usage) = target(purpose, ctx.sign_up);
     let request = VerificationRequest {
         contact: contact.clone(),
@@ -134,7 +135,7 @@ async fn send_code(
             // Any other answer does, so that probing which addresses have accounts costs as
             // much as sending codes.
             if e.is_unavailable() || e.needs_captcha() {
-                ctx.limits.refund(permits);
+                ctx.limits.refund(permits).await;
             }
             Err(refused(&e, Step::SendCode))
         }
@@ -152,7 +153,7 @@ fn channel(c: &Contact) -> &'static str {
 ///
 /// Fails with [`FlowError::StartAgain`] when it is unknown, expired, used or not a code flow.
 pub async fn load(ctx: &Ctx<'_>, id: &str) -> Result<CodeFlow, FlowError> {
-    match ctx.flows.get(id, ctx.browser).await {
+    match ctx.flows.get(id, ctx.browser).await? {
         Some(Pending::Code(f)) => Ok(f),
         _ => Err(FlowError::StartAgain),
     }
@@ -184,7 +185,7 @@ pub async fn resend(ctx: &Ctx<'_>, id: &str) -> Result<Outcome, FlowError> {
     if !ctx
         .flows
         .update(id, ctx.browser, Pending::Code(flow), true)
-        .await
+        .await?
     {
         return Err(FlowError::StartAgain);
     }
@@ -203,7 +204,7 @@ pub async fn resend(ctx: &Ctx<'_>, id: &str) -> Result<Outcome, FlowError> {
 pub async fn submit(ctx: &Ctx<'_>, id: &str, input: CodeInput) -> Result<Outcome, FlowError> {
     // The flow is taken for the step: a double submission finds nothing and gets "start
     // again" instead of racing this one. A failed step puts it back.
-    let mut taken = match ctx.flows.take_for_step(id, ctx.browser).await {
+    let mut taken = match ctx.flows.take_for_step(id, ctx.browser).await? {
         Some(t) => t,
         None => return Err(FlowError::StartAgain),
     };
@@ -446,7 +447,7 @@ async fn complete(
             let flow = ctx
                 .flows
                 .create(ctx.browser, Pending::Elevated(elevated))
-                .await;
+                .await?;
             Ok(Outcome::Elevated { flow })
         }
         Purpose::Bind { sub, sudo_token } => {

@@ -142,8 +142,8 @@ impl Ctx<'_> {
     }
 }
 
-/// A flow in progress, kept in the flow store.
-#[derive(Debug, Clone)]
+/// A flow in progress, kept in the flow store (serialised, then sealed, in a shared store).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Pending {
     /// A code was sent and waits to be entered.
     Code(CodeFlow),
@@ -162,7 +162,7 @@ pub fn bad_state(reason: &'static str) -> FlowError {
 }
 
 /// What a code is for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Purpose {
     /// Sign in (or register, when the contact has no account yet).
     SignIn,
@@ -184,12 +184,13 @@ pub enum Purpose {
         /// The user.
         sub: String,
         /// From `user/sudo`.
+        #[serde(serialize_with = "crate::secret::expose")]
         sudo_token: Secret,
     },
 }
 
 /// An account change that needs sudo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Change {
     /// Bind or change the e-mail address.
     Email,
@@ -225,7 +226,7 @@ impl Change {
 }
 
 /// A code flow's record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CodeFlow {
     /// What the code is for.
     pub purpose: Purpose,
@@ -241,11 +242,12 @@ pub struct CodeFlow {
     pub device_id: String,
     /// Set once the code was right, so a refused last step (a taken user name, say) can be
     /// retried without a new code.
+    #[serde(serialize_with = "crate::secret::expose_opt")]
     pub verification_token: Option<Secret>,
 }
 
 /// An elevated (sudo) account change in progress.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Elevated {
     /// The user.
     pub sub: String,
@@ -254,6 +256,7 @@ pub struct Elevated {
     /// For [`Change::Link`]: the provider they may link.
     pub provider: Option<String>,
     /// From `user/sudo`.
+    #[serde(serialize_with = "crate::secret::expose")]
     pub sudo_token: Secret,
 }
 
@@ -385,6 +388,22 @@ impl FlowError {
                 let m = other.message();
                 m.strip_prefix("err.").unwrap_or(m)
             }
+        }
+    }
+}
+
+impl From<crate::session::StoreError> for FlowError {
+    fn from(e: crate::session::StoreError) -> Self {
+        tracing::warn!(error = %e, "flow store unavailable");
+        FlowError::Store
+    }
+}
+
+impl From<crate::ratelimit::LimitError> for FlowError {
+    fn from(e: crate::ratelimit::LimitError) -> Self {
+        match e {
+            crate::ratelimit::LimitError::Refused(r) => r.into(),
+            crate::ratelimit::LimitError::Store(e) => e.into(),
         }
     }
 }

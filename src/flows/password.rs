@@ -30,7 +30,8 @@ pub async fn sign_in(
     let name = limit_key(&login);
     let permits = ctx
         .limits
-        .password(&ctx.accounts.key(&name), &ctx.client_ip)?;
+        .password(&ctx.accounts.key(&name), &ctx.client_ip)
+        .await?;
     let device_id = ctx.device_id();
     let request = SignInRequest {
         username: login,
@@ -39,13 +40,13 @@ pub async fn sign_in(
     };
     match ctx.cloudbase.signin(&ctx.call(&device_id), &request).await {
         Ok(creds) => {
-            ctx.limits.refund(permits);
+            ctx.limits.refund(permits).await;
             ctx.finish(creds, &device_id, rd, "password").await
         }
         Err(e) => {
             if e.is_unavailable() || e.needs_captcha() {
                 // CloudBase never judged the password: the attempt does not count.
-                ctx.limits.refund(permits);
+                ctx.limits.refund(permits).await;
             }
             Err(refused(&e, Step::Password))
         }

@@ -17,7 +17,7 @@ use crate::flow::state::{StateKind, States};
 use crate::secret::Secret;
 
 /// A provider redirect in progress.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ProviderFlow {
     /// The provider id.
     pub provider_id: String,
@@ -99,7 +99,7 @@ pub async fn start(
         (true, _) => return Err(FlowError::SignInNeeded),
     };
     // Each start costs a flow record and a CloudBase call: limited per client before either.
-    ctx.limits.start(&ctx.client_ip)?;
+    ctx.limits.start(&ctx.client_ip).await?;
     redirect(ctx, provider_id, bind_sub, rd, callback).await
 }
 
@@ -114,7 +114,7 @@ pub async fn link_after_sudo(
     flow: &str,
     callback: &str,
 ) -> Result<String, FlowError> {
-    ctx.limits.start(&ctx.client_ip)?;
+    ctx.limits.start(&ctx.client_ip).await?;
     let (taken, elevated) = super::account::take_elevated(ctx, flow).await?;
     let provider = match (elevated.change, elevated.provider) {
         (Change::Link, Some(p)) => p,
@@ -150,7 +150,10 @@ async fn redirect(
         rd: rd.clone(),
         device_id: device_id.clone(),
     };
-    let id = ctx.flows.create(ctx.browser, Pending::Provider(flow)).await;
+    let id = ctx
+        .flows
+        .create(ctx.browser, Pending::Provider(flow))
+        .await?;
     let state = ctx.states.mint(kind, &id, &rd, provider_id, ctx.browser);
     let request = ProviderUriRequest {
         provider_id: provider_id.to_string(),
@@ -204,7 +207,7 @@ pub async fn arrive(
             Some(ctx.browser),
         )
         .map_err(|e| super::bad_state(e.reason()))?;
-    match ctx.flows.take(&claims.nonce, ctx.browser).await {
+    match ctx.flows.take(&claims.nonce, ctx.browser).await? {
         Some(Pending::Provider(f))
             if f.provider_id == claims.provider
                 && f.rd == claims.rd

@@ -31,7 +31,7 @@ pub async fn sign_in(ctx: &Ctx<'_>, ticket: Secret, rd: String) -> Result<Outcom
     }
     // Refused tickets are limited per client before CloudBase is called; one that signs in
     // gives its unit back, so a backend signing its users in is not slowed down.
-    let permits = ctx.limits.ticket(&ctx.client_ip)?;
+    let permits = ctx.limits.ticket(&ctx.client_ip).await?;
     let device_id = ctx.device_id();
     let ticket = Secret::new(t);
     match ctx
@@ -40,12 +40,12 @@ pub async fn sign_in(ctx: &Ctx<'_>, ticket: Secret, rd: String) -> Result<Outcom
         .await
     {
         Ok(creds) => {
-            ctx.limits.refund(permits);
+            ctx.limits.refund(permits).await;
             ctx.finish(creds, &device_id, rd, "ticket").await
         }
         Err(e) => {
             if e.is_unavailable() {
-                ctx.limits.refund(permits);
+                ctx.limits.refund(permits).await;
             }
             Err(refused(&e, Step::Ticket))
         }

@@ -97,12 +97,19 @@ async fn handle(
         .map(crate::ratelimit::client_key)
         .unwrap_or_default();
     // Over the guest limit the visitor is asked to sign in, as without the option.
-    let permits = (session.is_none()
+    let permits = if session.is_none()
         && inc.navigation
         && route.anonymous_auto_sign_in
-        && matches!(route.policy, Policy::Authenticated))
-    .then(|| gw.limits.anonymous(&ip_key).ok())
-    .flatten();
+        && matches!(route.policy, Policy::Authenticated)
+    {
+        match gw.limits.anonymous(&ip_key).await {
+            Ok(p) => Some(p),
+            Err(crate::ratelimit::LimitError::Refused(_)) => None,
+            Err(crate::ratelimit::LimitError::Store(e)) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
     if let Some(permits) = permits {
         let device_id = gw.sessions.new_device_id();
         // Every CloudBase call gets its own x-request-id, as the SDK does; the request span
@@ -128,7 +135,7 @@ async fn handle(
             // Anonymous sign-in switched off or CloudBase down: the visitor is asked to sign
             // in, which is what the route would do without the option.
             Err(e) => {
-                gw.limits.refund(permits);
+                gw.limits.refund(permits).await;
                 tracing::warn!(
                     error = e.code(),
                     request_id = e.request_id(),

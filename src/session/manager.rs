@@ -453,10 +453,15 @@ impl SessionManager {
             if Some(&key) == keep {
                 continue;
             }
-            let Some(record) = self.store.get(&key).await? else {
-                continue;
-            };
-            self.end(client, &Loaded { key, record }).await?;
+            match self.store.get(&key).await? {
+                Some(record) => self.end(client, &Loaded { key, record }).await?,
+                None => {
+                    // A shared store cannot open another browser's record (it is sealed under
+                    // that browser's handle): it is deleted unread, and its tokens die with it.
+                    self.cooldown.lock().remove(&key);
+                    self.store.delete(&key).await?;
+                }
+            }
             ended += 1;
         }
         if ended > 0 {

@@ -58,8 +58,35 @@ type UserIndex = Arc<Mutex<HashMap<String, HashSet<SessionKey>>>>;
 pub struct MemoryStore {
     cache: moka::future::Cache<SessionKey, Arc<SessionRecord>>,
     by_user: UserIndex,
-    locks: Mutex<HashMap<SessionKey, Weak<tokio::sync::Mutex<()>>>>,
+    locks: LocalLocks,
     clock: SharedClock,
+}
+
+/// Per-session locks inside this process: the single-flight in front of every refresh.
+#[derive(Default)]
+pub struct LocalLocks(Mutex<HashMap<SessionKey, Weak<tokio::sync::Mutex<()>>>>);
+
+impl LocalLocks {
+    /// Waits for, then holds, the lock of `key`.
+    pub async fn lock(&self, key: &SessionKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.0.lock();
+            match locks.get(key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    // Drop locks nobody holds any more, so the map stays as small as the
+                    // refreshes in flight.
+                    if locks.len() >= 1024 {
+                        locks.retain(|_, w| w.strong_count() > 0);
+                    }
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(*key, Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
 }
 
 fn unindex(index: &UserIndex, sub: &str, key: &SessionKey) {
@@ -95,7 +122,7 @@ impl MemoryStore {
         MemoryStore {
             cache,
             by_user,
-            locks: Mutex::new(HashMap::new()),
+            locks: LocalLocks::default(),
             clock,
         }
     }
@@ -104,20 +131,6 @@ impl MemoryStore {
     /// time, so a test that moves the clock relies on this check).
     fn alive(&self, record: &SessionRecord) -> bool {
         record.refresh_expires_at > self.clock.unix_secs()
-    }
-
-    fn lock_for(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock();
-        if let Some(lock) = locks.get(key).and_then(Weak::upgrade) {
-            return lock;
-        }
-        // Drop locks nobody holds any more, so the map stays as small as the refreshes in flight.
-        if locks.len() >= 1024 {
-            locks.retain(|_, w| w.strong_count() > 0);
-        }
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        locks.insert(*key, Arc::downgrade(&lock));
-        lock
     }
 }
 
@@ -194,7 +207,7 @@ impl SessionStore for MemoryStore {
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<RefreshLock, StoreError>> {
         async move {
-            let guard = self.lock_for(key).lock_owned().await;
+            let guard = self.locks.lock(key).await;
             Ok(RefreshLock::new(guard))
         }
         .boxed()

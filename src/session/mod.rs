@@ -7,6 +7,7 @@
 pub mod cookie;
 pub mod manager;
 pub mod memory;
+pub mod redis;
 
 use actix_web::http::header::HeaderValue;
 use std::sync::Arc;
@@ -17,21 +18,63 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
-/// The store key of a session: SHA-256 of the cookie handle.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionKey([u8; 32]);
+/// The store key of a session: SHA-256 of the cookie handle, and (when the handle is known)
+/// the key its record is sealed with in a shared store, derived from the handle too. Neither
+/// can be turned back into the handle, so neither is a usable cookie. Two keys are equal when
+/// their ids are.
+#[derive(Clone, Copy)]
+pub struct SessionKey {
+    id: [u8; 32],
+    seal: Option<[u8; 32]>,
+}
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for SessionKey {}
+
+impl std::hash::Hash for SessionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
 
 impl SessionKey {
     /// The key for a (MAC-verified) 32-byte handle.
     pub fn from_handle(handle: &[u8; 32]) -> SessionKey {
-        SessionKey(Sha256::digest(handle).into())
+        let mut seal = Sha256::new();
+        seal.update(b"cloudbase-gateway/session-seal/v1\0");
+        seal.update(handle);
+        SessionKey {
+            id: Sha256::digest(handle).into(),
+            seal: Some(seal.finalize().into()),
+        }
+    }
+
+    /// The key of a session known only by its id (from a user's session index): it can be
+    /// deleted, not read from a shared store.
+    pub fn from_id(id: [u8; 32]) -> SessionKey {
+        SessionKey { id, seal: None }
+    }
+
+    /// The id (the store's name for the record).
+    pub fn id(&self) -> &[u8; 32] {
+        &self.id
+    }
+
+    /// The record's sealing key, when the handle was known.
+    pub fn seal_key(&self) -> Option<&[u8; 32]> {
+        self.seal.as_ref()
     }
 }
 
 impl std::fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A prefix is enough to correlate log lines, and is no use to anyone else.
-        write!(f, "SessionKey({}…)", hex::encode(&self.0[..4]))
+        write!(f, "SessionKey({}…)", hex::encode(&self.id[..4]))
     }
 }
 
@@ -158,7 +201,8 @@ impl SessionRecord {
     }
 }
 
-/// A store failure (a backend that cannot be reached). The memory backend never fails.
+/// A store failure (a backend that cannot be reached or answering late), naming the
+/// operation; never the library's text. The memory backend never fails.
 #[derive(Debug, thiserror::Error)]
 #[error("session store unavailable: {0}")]
 pub struct StoreError(pub String);
@@ -176,7 +220,8 @@ impl RefreshLock {
 /// A session backend. All methods are async so that a network store (Redis) fits without
 /// changing callers.
 pub trait SessionStore: Send + Sync + 'static {
-    /// The record under `key`, or `None` when there is none (or it expired).
+    /// The record under `key`, or `None` when there is none (or it expired, or `key` has no
+    /// sealing key and the backend seals records).
     ///
     /// Fails only when the backend is unreachable.
     fn get<'a>(

@@ -89,7 +89,7 @@ pub async fn run(
         // As the SDK does: for `captcha_required`, a solved token still valid is tried first.
         if !fresh && !cached_tried && post.captcha.is_none() {
             cached_tried = true;
-            if let Some(t) = gw.captcha_tokens.get(post.browser).await {
+            if let Some(t) = gw.captcha_tokens.get(post.browser).await.ok().flatten() {
                 post.captcha = Some(t);
                 continue;
             }

@@ -1,0 +1,52 @@
+//! Shared state: the Redis connection every Redis-backed store uses ([`redis`]), and the
+//! naming and sealing rules they share. The memory backends live next to their stores
+//! (sessions, flows, captcha tokens, rate limits); each store picks its backend once, at start.
+//!
+//! Rules for everything written to Redis: a key never holds a secret (it is a hash of a
+//! handle, or a keyed hash of a name), and a value holding a token, password, code, contact or
+//! uid is sealed with AEAD, bound to its key's name.
+
+pub mod redis;
+
+pub use crate::session::StoreError;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::entropy::Entropy;
+
+const NONCE_LEN: usize = 24;
+
+/// `nonce || ciphertext || tag` of `plaintext` under `key`, bound to `aad` (the record's key
+/// name, so a value moved to another key does not open).
+pub fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8], entropy: &dyn Entropy) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    entropy.fill(&mut nonce);
+    let ct = XChaCha20Poly1305::new(key.into())
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        // Encryption fails only for messages beyond 256 GiB.
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// The plaintext of a [`seal`]ed blob; `None` when it was altered, truncated, moved to another
+/// key or sealed under another key.
+pub fn open(key: &[u8; 32], aad: &[u8], blob: &[u8]) -> Option<Vec<u8>> {
+    if blob.len() < NONCE_LEN + 16 {
+        return None;
+    }
+    let (nonce, ct) = blob.split_at(NONCE_LEN);
+    let nonce = XNonce::from(<[u8; NONCE_LEN]>::try_from(nonce).ok()?);
+    XChaCha20Poly1305::new(key.into())
+        .decrypt(&nonce, Payload { msg: ct, aad })
+        .ok()
+}

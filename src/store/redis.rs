@@ -1,0 +1,405 @@
+//! The Redis connection: one per process, shared by every store, for a standalone server (a
+//! connection manager that reconnects by itself), a master found through sentinels (found
+//! again after a failover), or a cluster (MOVED/ASK followed by the cluster client). Every
+//! operation has the `redis_timeout` deadline and is counted in the metrics by name; a
+//! failure is a [`StoreError`] naming the operation, never the library's text (it can quote
+//! arguments).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
+use sha2::Digest;
+
+use super::StoreError;
+use crate::config::{RedisSettings, RedisTopology, RedisUrl};
+use crate::keyring::Keys;
+use crate::metrics::Metrics;
+
+/// A live connection of one topology.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The shared Redis connection, its key prefix and naming key.
+pub struct Redis {
+    settings: RedisSettings,
+    conn: tokio::sync::RwLock<Option<Conn>>,
+    /// Serialises (re)connecting, so a burst of requests after an outage makes one attempt.
+    connecting: tokio::sync::Mutex<()>,
+    names: Keys,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redis({})", self.settings.location())
+    }
+}
+
+/// Whether an error means the connection should be made again: the server went away, or
+/// (after a sentinel failover) the one we talk to is a replica now.
+fn reconnect_after(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        )
+}
+
+impl Redis {
+    /// A connection for `settings` (made on first use, so the gateway starts while Redis is
+    /// down and `/ready` says so). `names` keys the hashes that name records.
+    pub fn new(settings: RedisSettings, names: Keys, metrics: Arc<Metrics>) -> Redis {
+        Redis {
+            settings,
+            conn: tokio::sync::RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            names,
+            metrics,
+        }
+    }
+
+    /// The key prefix (`redis_key_prefix`).
+    pub fn prefix(&self) -> &str {
+        &self.settings.key_prefix
+    }
+
+    /// The settings' deadline for one operation.
+    pub fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+
+    /// `prefix + kind + ":" + hex(HMAC(name))`: the key of a record named by something that
+    /// must not appear in Redis (a uid, a contact, a flow id).
+    pub fn key(&self, kind: &str, name: &[u8]) -> String {
+        format!(
+            "{}{kind}:{}",
+            self.settings.key_prefix,
+            hex::encode(&self.names.sign(name)[..20])
+        )
+    }
+
+    /// A keyed hash of `name` (for values compared inside scripts, such as a browser binding).
+    pub fn tag(&self, name: &[u8]) -> Vec<u8> {
+        self.names.sign(&sha2::Sha256::digest(name))[..16].to_vec()
+    }
+
+    fn connection_info(
+        &self,
+        url: &RedisUrl,
+        db: Option<i64>,
+    ) -> Result<redis::ConnectionInfo, StoreError> {
+        use redis::IntoConnectionInfo;
+        let mut text = url.0.as_str().to_string();
+        if self.settings.insecure_skip_tls_verify && url.0.scheme() == "rediss" {
+            text.push_str("#insecure");
+        }
+        let info = text
+            .as_str()
+            .into_connection_info()
+            .map_err(|_| StoreError("redis url".into()))?;
+        let mut redis_info = info.redis_settings().clone();
+        if let Some(u) = &self.settings.username {
+            redis_info = redis_info.set_username(u);
+        }
+        if let Some(p) = &self.settings.password {
+            redis_info = redis_info.set_password(p.expose());
+        }
+        if let Some(db) = db {
+            redis_info = redis_info.set_db(db);
+        }
+        Ok(info.set_redis_settings(redis_info))
+    }
+
+    fn certificates(&self) -> Result<redis::TlsCertificates, StoreError> {
+        let root_cert = match &self.settings.ca_file {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|_| StoreError("redis_ca_file".into()))?)
+            }
+            None => None,
+        };
+        Ok(redis::TlsCertificates {
+            client_tls: None,
+            root_cert,
+        })
+    }
+
+    fn client(&self, info: redis::ConnectionInfo, tls: bool) -> Result<redis::Client, StoreError> {
+        let client = if tls && self.settings.ca_file.is_some() {
+            redis::Client::build_with_tls(info, self.certificates()?)
+        } else {
+            redis::Client::open(info)
+        };
+        client.map_err(|_| StoreError("redis client".into()))
+    }
+
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.settings.timeout))
+            .set_response_timeout(Some(self.settings.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500))
+    }
+
+    async fn connect(&self) -> Result<Conn, StoreError> {
+        let failed = |what: &str| StoreError(format!("redis connect ({what})"));
+        match &self.settings.topology {
+            RedisTopology::Standalone(url) => {
+                let client =
+                    self.client(self.connection_info(url, None)?, url.0.scheme() == "rediss")?;
+                let m = ConnectionManager::new_with_config(client, self.manager_config())
+                    .await
+                    .map_err(|_| failed("standalone"))?;
+                Ok(Conn::Single(m))
+            }
+            RedisTopology::Sentinel {
+                master,
+                sentinels,
+                password,
+                db,
+                tls,
+            } => {
+                // Ask each sentinel in turn for the master, as sentinel clients do.
+                for s in sentinels {
+                    let Ok(mut info) = self.connection_info(s, Some(0)) else {
+                        continue;
+                    };
+                    let mut rs = info.redis_settings().clone();
+                    rs = match password {
+                        Some(p) => rs.set_password(p.expose()),
+                        None => rs,
+                    };
+                    info = info.set_redis_settings(rs);
+                    let Ok(sc) = redis::Client::open(info) else {
+                        continue;
+                    };
+                    let Ok(Ok(mut c)) = tokio::time::timeout(
+                        self.settings.timeout,
+                        sc.get_multiplexed_async_connection(),
+                    )
+                    .await
+                    else {
+                        continue;
+                    };
+                    let answer: Result<Result<Vec<String>, _>, _> = tokio::time::timeout(
+                        self.settings.timeout,
+                        redis::cmd("SENTINEL")
+                            .arg("get-master-addr-by-name")
+                            .arg(master)
+                            .query_async(&mut c),
+                    )
+                    .await;
+                    let Ok(Ok(addr)) = answer else { continue };
+                    let [host, port] = addr.as_slice() else {
+                        continue;
+                    };
+                    let Ok(port) = port.parse::<u16>() else {
+                        continue;
+                    };
+                    let scheme = if *tls { "rediss" } else { "redis" };
+                    let Ok(url) = url::Url::parse(&format!("{scheme}://{host}:{port}/{db}")) else {
+                        continue;
+                    };
+                    let client =
+                        self.client(self.connection_info(&RedisUrl(url), Some(*db))?, *tls)?;
+                    let Ok(m) =
+                        ConnectionManager::new_with_config(client, self.manager_config()).await
+                    else {
+                        continue;
+                    };
+                    // A master just demoted still answers for a moment: make sure.
+                    let mut check = m.clone();
+                    let role: Result<Result<Vec<Value>, _>, _> = tokio::time::timeout(
+                        self.settings.timeout,
+                        redis::cmd("ROLE").query_async(&mut check),
+                    )
+                    .await;
+                    match role {
+                        Ok(Ok(v)) if matches!(v.first(), Some(Value::BulkString(b)) if b == b"master") =>
+                        {
+                            return Ok(Conn::Single(m));
+                        }
+                        _ => continue,
+                    }
+                }
+                Err(failed("sentinel"))
+            }
+            RedisTopology::Cluster(urls) => {
+                let mut infos = Vec::new();
+                for u in urls {
+                    infos.push(self.connection_info(u, None)?);
+                }
+                let tls = urls.iter().any(|u| u.0.scheme() == "rediss");
+                let mut b = redis::cluster::ClusterClient::builder(infos)
+                    .connection_timeout(self.settings.timeout)
+                    .response_timeout(self.settings.timeout)
+                    .retries(2);
+                if tls {
+                    if let Some(path) = &self.settings.ca_file {
+                        let root = std::fs::read(path).map_err(|_| failed("redis_ca_file"))?;
+                        b = b.certs(redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(root),
+                        });
+                    }
+                }
+                let client = b.build().map_err(|_| failed("cluster"))?;
+                let c = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|_| failed("cluster"))?;
+                Ok(Conn::Cluster(c))
+            }
+        }
+    }
+
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        if let Some(c) = self.conn.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.conn.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = tokio::time::timeout(self.settings.timeout, self.connect())
+            .await
+            .map_err(|_| StoreError("redis connect (timeout)".into()))??;
+        *self.conn.write().await = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `cmd` as operation `op` (its metric label), within the deadline.
+    ///
+    /// Fails when Redis cannot be reached, answers late, or answers with an error.
+    pub async fn query<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = self.run(op, cmd).await;
+        self.metrics.store(op, started.elapsed(), result.is_err());
+        result
+    }
+
+    async fn run<T: FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn().await.inspect_err(|e| {
+            tracing::warn!(op, error = %e, "session store unreachable");
+        })?;
+        let answer =
+            tokio::time::timeout(self.settings.timeout, cmd.query_async::<T>(&mut conn)).await;
+        match answer {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                // The kind only: a server error's text can quote an argument.
+                tracing::warn!(op, kind = ?e.kind(), "session store operation failed");
+                if reconnect_after(&e)
+                    && matches!(self.settings.topology, RedisTopology::Sentinel { .. })
+                {
+                    *self.conn.write().await = None;
+                }
+                Err(StoreError(format!("redis {op}")))
+            }
+            Err(_) => {
+                tracing::warn!(op, "session store operation timed out");
+                if matches!(self.settings.topology, RedisTopology::Sentinel { .. }) {
+                    *self.conn.write().await = None;
+                }
+                Err(StoreError(format!("redis {op} (timeout)")))
+            }
+        }
+    }
+
+    /// Runs a Lua script (EVALSHA, loading it when the server does not know it yet).
+    ///
+    /// Fails as [`Redis::query`] does.
+    pub async fn script<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &redis::Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
+        for a in args {
+            inv.arg(*a);
+        }
+        let started = Instant::now();
+        let result = async {
+            let mut conn = self.conn().await?;
+            match tokio::time::timeout(self.settings.timeout, inv.invoke_async::<T>(&mut conn))
+                .await
+            {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => {
+                    tracing::warn!(op, kind = ?e.kind(), "session store script failed");
+                    if reconnect_after(&e)
+                        && matches!(self.settings.topology, RedisTopology::Sentinel { .. })
+                    {
+                        *self.conn.write().await = None;
+                    }
+                    Err(StoreError(format!("redis {op}")))
+                }
+                Err(_) => {
+                    if matches!(self.settings.topology, RedisTopology::Sentinel { .. }) {
+                        *self.conn.write().await = None;
+                    }
+                    Err(StoreError(format!("redis {op} (timeout)")))
+                }
+            }
+        }
+        .await;
+        self.metrics.store(op, started.elapsed(), result.is_err());
+        result
+    }
+
+    /// Succeeds when Redis answers `PING` within the deadline (`/ready`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let pong: String = self.query("ping", &redis::cmd("PING")).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError("redis ping".into()))
+        }
+    }
+}
