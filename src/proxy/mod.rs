@@ -77,9 +77,11 @@ async fn handle(
         .insert(RouteLabel(gw.routes.label(index).clone()));
 
     let lookup = match gw.session(req, worker).await {
-        // A public page does not need the session: serve it anonymously while CloudBase is
-        // down rather than failing it.
-        Err(GatewayError::CloudBaseUnavailable) if route.policy == Policy::Public => {
+        // A public page does not need the session: serve it anonymously while CloudBase or
+        // the session store is down rather than failing it (the cookie is left alone).
+        Err(GatewayError::CloudBaseUnavailable | GatewayError::Store(_))
+            if route.policy == Policy::Public =>
+        {
             crate::web::SessionLookup {
                 session: None,
                 set_cookie: None,

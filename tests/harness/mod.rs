@@ -77,6 +77,48 @@ pub struct Setup {
     pub url: String,
     pub clock: Arc<OffsetClock>,
     pub gateway: actix_web::web::Data<cloudbase_gateway::web::Gateway>,
+    /// The configuration file's text (a replica starts from the same).
+    pub text: String,
+    /// Stops this gateway's server.
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+/// Another gateway with the same configuration (a replica behind the same load balancer, or
+/// the same gateway after a restart), on its own port.
+pub struct Replica {
+    pub url: String,
+    pub clock: Arc<OffsetClock>,
+    pub gateway: actix_web::web::Data<cloudbase_gateway::web::Gateway>,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+/// Starts a gateway from configuration `text` on `listener`.
+fn run(text: &str, listener: TcpListener) -> Replica {
+    let addr = listener.local_addr().unwrap();
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    let cfg = cloudbase_gateway::config::load(Some(f.path()), Vec::<(String, String)>::new(), [])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clock = Arc::new(OffsetClock::default());
+    let running = server::build_with(
+        cfg,
+        listener,
+        None,
+        Deps {
+            clock: clock.clone(),
+            entropy: Arc::new(OsEntropy),
+            workers: 1,
+        },
+    )
+    .unwrap();
+    let handle = running.server.handle();
+    actix_web::rt::spawn(running.server);
+    Replica {
+        url: format!("http://{addr}"),
+        clock,
+        gateway: running.gateway,
+        handle,
+    }
 }
 
 pub fn spawn_upstream() -> String {
@@ -114,32 +156,23 @@ pub async fn start_with(mut opts: EmulatorOptions, extra: &str) -> Setup {
         "env_id = \"test-env\"\n{origin}api_origin = \"{}\"\nupstream = \"{upstream}\"\ncloudbase_timeout = \"2s\"\n{methods}{extra}\n",
         env.emu.url
     );
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    let cfg = cloudbase_gateway::config::load(Some(f.path()), Vec::<(String, String)>::new(), [])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let clock = Arc::new(OffsetClock::default());
-    let running = server::build_with(
-        cfg,
-        listener,
-        None,
-        Deps {
-            clock: clock.clone(),
-            entropy: Arc::new(OsEntropy),
-            workers: 1,
-        },
-    )
-    .unwrap();
-    actix_web::rt::spawn(running.server);
+    let r = run(&text, listener);
     Setup {
         env,
-        url: format!("http://{addr}"),
-        clock,
-        gateway: running.gateway,
+        url: r.url,
+        clock: r.clock,
+        gateway: r.gateway,
+        text,
+        handle: r.handle,
     }
 }
 
 impl Setup {
+    /// Another gateway with this one's configuration, on its own port.
+    pub fn replica(&self) -> Replica {
+        run(&self.text, TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
     /// A browser signed in with a password.
     pub async fn signed_in(&self, user: &str, password: &str) -> Browser {
         let b = self.browser();
@@ -254,6 +287,18 @@ impl Page {
 }
 
 impl Browser {
+    /// The same browser (cookies, CSRF token) talking to another address: the load balancer
+    /// sent it to another replica.
+    pub fn on(&self, base: &str) -> Browser {
+        Browser {
+            base: base.to_string(),
+            http: self.http.clone(),
+            jar: RefCell::new(self.jar.borrow().clone()),
+            csrf: RefCell::new(self.csrf.borrow().clone()),
+            lang: RefCell::new(*self.lang.borrow()),
+        }
+    }
+
     pub fn cookie_header(&self) -> String {
         self.jar
             .borrow()

@@ -1,0 +1,317 @@
+//! Replicas sharing one Redis over real HTTP: two gateways with one configuration (one
+//! emulator, one upstream, one `redis-server` started here), a browser moving between them
+//! as a load balancer would send it, a gateway restarted, and Redis paused, killed and
+//! restarted empty under it.
+
+mod common;
+mod harness;
+#[path = "harness/redis.rs"]
+mod redis_servers;
+
+use std::time::Duration;
+
+use harness::{consent, query, send_code, start, Browser, Setup};
+
+const SECRET: &str = "cookie_secret = \"shared-state-secret-0123456789abcdef\"\n";
+
+fn redis_config(t: &redis_servers::Topology, extra: &str) -> String {
+    format!(
+        "session_store_type = \"redis\"\n{SECRET}{}redis_timeout = \"500ms\"\nproviders = [\"github=GitHub\"]\n{extra}",
+        t.config
+    )
+}
+
+/// `(status, set-cookie headers)` of a JSON request with the browser's cookies.
+async fn api(b: &Browser, path: &str) -> (u16, Vec<String>) {
+    let resp = b
+        .http
+        .get(b.url(path))
+        .insert_header(("accept", "application/json"))
+        .insert_header(("cookie", b.cookie_header()))
+        .send()
+        .await
+        .unwrap();
+    let cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    (resp.status().as_u16(), cookies)
+}
+
+async fn status(s: &Setup, url: &str) -> u16 {
+    let _ = s;
+    awc::Client::new()
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[actix_web::test]
+async fn a_session_started_on_one_replica_works_on_the_other_and_ends_on_both() {
+    let redis = redis_servers::standalone();
+    let a = start(&redis_config(&redis, "")).await;
+    let b = a.replica();
+    let on_a = a.signed_in("alice", "alice-pass-1").await;
+    let on_b = on_a.on(&b.url);
+    let (st, seen) = on_b.upstream("/dash").await;
+    assert_eq!(st, 200);
+    assert!(seen["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer ey"));
+    assert_eq!(on_b.userinfo().await["username"], "alice");
+
+    // What Redis holds after real sign-ins: no token, uid, e-mail, phone or cookie in clear.
+    let guest = a.guest().await;
+    let mut secrets = a.tokens(&on_a).await;
+    secrets.extend(a.tokens(&guest).await);
+    let alice = a.user("alice").await;
+    for field in ["sub", "uid", "email", "phone_number", "username"] {
+        if let Some(v) = alice[field].as_str().filter(|v| v.len() >= 4) {
+            secrets.push(v.to_string());
+        }
+    }
+    secrets.push(on_a.session().unwrap());
+    let dump = redis.dump();
+    assert!(
+        dump.len() >= 3,
+        "sessions and their index are in Redis: {}",
+        dump.len()
+    );
+    for (key, value) in &dump {
+        assert!(key.starts_with("cbgw:"), "{key}");
+        let value = String::from_utf8_lossy(value);
+        for s in &secrets {
+            let probe = &s[..s.len().min(24)];
+            assert!(
+                !key.contains(probe) && !value.contains(probe),
+                "{key} holds a secret"
+            );
+        }
+        assert!(!value.contains("eyJ") && !value.contains("alice"), "{key}");
+    }
+
+    // Sign out on A: B refuses the cookie on its next request.
+    let page = on_a.get("/__auth/sign_out").await;
+    assert_eq!(page.status, 200);
+    let out = on_a.post("/__auth/sign_out", &[("rd", "/")]).await;
+    assert_eq!(out.status, 302, "{}", out.body);
+    let (st, _) = api(&on_b, "/dash").await;
+    assert_eq!(st, 401, "signed out on A, refused on B");
+}
+
+#[actix_web::test]
+async fn flows_started_on_one_replica_finish_on_the_other() {
+    let redis = redis_servers::cluster();
+    let a = start(&redis_config(&redis, "")).await;
+    let b = a.replica();
+
+    // A code sent on A, entered on B.
+    let br = a.browser();
+    let sent = send_code(&br, "email", "email", "bob@example.com", "/after").await;
+    assert_eq!(sent.status, 302, "{}", sent.body);
+    let flow = harness::flow_of(&sent.location);
+    let code = a.env.code_for("bob@example.com").await;
+    let on_b = br.on(&b.url);
+    let done = on_b
+        .post(
+            "/__auth/code",
+            &[("flow", &flow), ("code", &code), ("rd", "/after")],
+        )
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, "/after");
+    assert!(on_b.session().is_some());
+    // A second code to the same address on B within the window: the shared limit says 429.
+    let other = a.browser().on(&b.url);
+    let again = send_code(&other, "email", "email", "bob@example.com", "/").await;
+    assert_eq!(again.status, 429, "{}", again.body);
+
+    // A provider sign-in started on A, its callback on B.
+    let br = a.browser();
+    let start = br.get("/__auth/start?provider=github&rd=%2Fgh").await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let back = consent(&br, &start.location, "approve").await;
+    let callback = back.location.replace(&a.url, &b.url);
+    assert!(callback.starts_with(&b.url), "{callback}");
+    let on_b = br.on(&b.url);
+    let done = on_b.get(&callback).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, "/gh");
+
+    // Two racing callbacks with the same state on A and B: one wins.
+    let br = a.browser();
+    let start = br.get("/__auth/start?provider=github&rd=%2Frace").await;
+    let back = consent(&br, &start.location, "approve").await;
+    assert!(query(&back.location).contains_key("state"));
+    let on_b = br.on(&b.url);
+    let on_b_url = back.location.replace(&a.url, &b.url);
+    let (x, y) = futures_util::join!(br.get(&back.location), on_b.get(&on_b_url));
+    let wins = [&x, &y].iter().filter(|p| p.status == 302).count();
+    let used = [&x, &y].iter().filter(|p| p.status == 400).count();
+    assert_eq!((wins, used), (1, 1), "{} {}", x.status, y.status);
+}
+
+#[actix_web::test]
+async fn one_refresh_across_replicas_for_a_hundred_requests() {
+    let redis = redis_servers::standalone();
+    let a = start(&redis_config(&redis, "")).await;
+    let b = a.replica();
+    let on_a = a.signed_in("alice", "alice-pass-1").await;
+    let on_b = on_a.on(&b.url);
+    // 7200 s tokens: 100 s before expiry is inside the 300 s margin, on both replicas.
+    a.clock.advance(Duration::from_secs(7100));
+    b.clock.advance(Duration::from_secs(7100));
+    assert_eq!(a.env.delete("/__emulator/requests").await, 200);
+    let calls = (0..100).map(|i| {
+        let br = if i % 2 == 0 { &on_a } else { &on_b };
+        async move { br.upstream(&format!("/x/{i}")).await }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut bearers = std::collections::HashSet::new();
+    for (st, seen) in &results {
+        assert_eq!(*st, 200);
+        bearers.insert(
+            seen["headers"]["authorization"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        a.calls("/auth/v1/token").await,
+        1,
+        "one POST /auth/v1/token"
+    );
+    assert_eq!(bearers.len(), 1, "every request used the refreshed token");
+}
+
+#[actix_web::test]
+async fn sessions_survive_a_restart() {
+    let redis = redis_servers::standalone();
+    let a = start(&redis_config(&redis, "")).await;
+    let br = a.signed_in("alice", "alice-pass-1").await;
+    a.handle.stop(true).await;
+    // The same configuration, a new process state: only Redis remembers.
+    let again = a.replica();
+    let (st, seen) = br.on(&again.url).upstream("/dash").await;
+    assert_eq!(st, 200);
+    assert!(seen["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer ey"));
+}
+
+#[actix_web::test]
+async fn redis_paused_killed_and_restarted_empty() {
+    let mut redis = redis_servers::standalone();
+    let routes = "[[routes]]\npath = \"/pub\"\npolicy = \"public\"\n";
+    let a = start(&redis_config(&redis, routes)).await;
+    let br = a.signed_in("alice", "alice-pass-1").await;
+    let cookie = br.session().unwrap();
+    assert_eq!(api(&br, "/dash").await.0, 200);
+
+    // Paused: protected requests get 503 (JSON for API callers, a page for navigations),
+    // the cookie stays, public routes and /ping are served, /ready says 503.
+    redis.servers[0].signal("-STOP");
+    let (st, cookies) = api(&br, "/dash").await;
+    assert_eq!(st, 503);
+    assert!(
+        cookies.iter().all(|c| !c.contains("Max-Age=0")),
+        "{cookies:?}"
+    );
+    let page = br.get("/dash").await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.has("<html") || page.has("<!doctype") || page.has("<!DOCTYPE"));
+    assert_eq!(
+        br.session().as_deref(),
+        Some(cookie.as_str()),
+        "cookie not cleared"
+    );
+    assert_eq!(
+        br.get("/pub/x").await.status,
+        200,
+        "public routes keep working"
+    );
+    assert_eq!(status(&a, &format!("{}/ping", a.url)).await, 200);
+    assert_eq!(status(&a, &format!("{}/ready", a.url)).await, 503);
+    let login = br.password_sign_in("bob", "bob-pass-1", "/").await;
+    assert_eq!(
+        login.status, 503,
+        "a sign-in that cannot be stored: {}",
+        login.body
+    );
+
+    // Back: the same cookie works with no new sign-in.
+    redis.servers[0].signal("-CONT");
+    let mut ok = false;
+    for _ in 0..50 {
+        if api(&br, "/dash").await.0 == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the same cookie works again");
+    assert_eq!(status(&a, &format!("{}/ready", a.url)).await, 200);
+
+    // Killed: 503 while down; restarted empty: the user signs in again, nothing else breaks.
+    let port = redis.servers[0].port;
+    redis.servers[0].kill();
+    assert_eq!(api(&br, "/dash").await.0, 503);
+    let dir = redis.dir.path().to_path_buf();
+    let args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    redis.servers[0] = redis_servers::spawn(&dir, port, &args, &[]);
+    let mut signed_out = false;
+    for _ in 0..50 {
+        if api(&br, "/dash").await.0 == 401 {
+            signed_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(signed_out, "an emptied store means signing in again");
+    let again = a.signed_in("alice", "alice-pass-1").await;
+    assert_eq!(api(&again, "/dash").await.0, 200);
+}
+
+#[actix_web::test]
+async fn sentinel_failover_keeps_sessions_and_flows() {
+    let s = redis_servers::sentinel();
+    let a = start(&redis_config(&s.topology, "")).await;
+    let br = a.signed_in("alice", "alice-pass-1").await;
+    let sent = send_code(&a.browser(), "email", "email", "carol@example.com", "/").await;
+    assert_eq!(sent.status, 302, "{}", sent.body);
+    // Let the replica catch up before the failover (replication is asynchronous).
+    std::thread::sleep(Duration::from_millis(300));
+    s.failover();
+    let mut ok = false;
+    for _ in 0..100 {
+        if api(&br, "/dash").await.0 == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the session continues on the new master");
+    // A write after the failover lands on the new master.
+    let b2 = a.signed_in("bob", "bob-pass-1").await;
+    assert_eq!(api(&b2, "/dash").await.0, 200);
+}
