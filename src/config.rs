@@ -1645,7 +1645,9 @@ fn store_settings(c: &mut Collector, has_cookie_secret: Option<bool>) -> Option<
         return Some(StoreSettings::Memory);
     }
     let (use_sentinel, use_cluster) = (use_sentinel?, use_cluster?);
-    let (sentinels, cluster) = (sentinels?, cluster?);
+    // A list that did not parse was reported already: go on to report the rest too.
+    let (sentinels_parsed, cluster_parsed) = (sentinels.is_some(), cluster.is_some());
+    let (sentinels, cluster) = (sentinels.unwrap_or_default(), cluster.unwrap_or_default());
     if has_cookie_secret == Some(false) {
         c.problem(
             "cookie_secret",
@@ -1668,7 +1670,7 @@ fn store_settings(c: &mut Collector, has_cookie_secret: Option<bool>) -> Option<
                 "is required with redis_use_sentinel: the name sentinel monitors the master by",
             );
         }
-        if sentinels.is_empty() {
+        if sentinels.is_empty() && sentinels_parsed {
             c.problem(
                 "redis_sentinel_connection_urls",
                 None,
@@ -1693,7 +1695,7 @@ fn store_settings(c: &mut Collector, has_cookie_secret: Option<bool>) -> Option<
             tls,
         })
     } else if use_cluster {
-        if cluster.is_empty() {
+        if cluster.is_empty() && cluster_parsed {
             c.problem(
                 "redis_cluster_connection_urls",
                 None,
@@ -2655,6 +2657,137 @@ mod tests {
         assert_eq!(keys[1].expose(), b);
         let shown = cfg.redacted_toml();
         assert!(!shown.contains(&a) && !shown.contains(&b), "{shown}");
+    }
+
+    #[test]
+    fn redis_settings_are_checked_together_and_redacted() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        // Every problem at once: both topologies, no master name, a bad URL, no cookie secret.
+        let e = load(
+            None,
+            env(&[
+                ("CLOUDBASE_GATEWAY_SESSION_STORE_TYPE", "redis"),
+                ("CLOUDBASE_GATEWAY_REDIS_USE_SENTINEL", "true"),
+                ("CLOUDBASE_GATEWAY_REDIS_USE_CLUSTER", "true"),
+                (
+                    "CLOUDBASE_GATEWAY_REDIS_CLUSTER_CONNECTION_URLS",
+                    "http://x:1",
+                ),
+            ]),
+            minimal(),
+        )
+        .unwrap_err();
+        for key in [
+            "redis_use_sentinel",
+            "redis_cluster_connection_urls",
+            "cookie_secret",
+        ] {
+            assert!(e.mentions(key), "{key}: {e}");
+        }
+        let e = load(
+            None,
+            env(&[
+                ("CLOUDBASE_GATEWAY_SESSION_STORE_TYPE", "redis"),
+                ("CLOUDBASE_GATEWAY_COOKIE_SECRET", secret),
+                ("CLOUDBASE_GATEWAY_REDIS_USE_SENTINEL", "true"),
+            ]),
+            minimal(),
+        )
+        .unwrap_err();
+        assert!(e.mentions("redis_sentinel_master_name"), "{e}");
+        assert!(e.mentions("redis_sentinel_connection_urls"), "{e}");
+        let e = load(
+            None,
+            env(&[
+                ("CLOUDBASE_GATEWAY_SESSION_STORE_TYPE", "redis"),
+                ("CLOUDBASE_GATEWAY_COOKIE_SECRET", secret),
+                (
+                    "CLOUDBASE_GATEWAY_REDIS_CONNECTION_URL",
+                    "redis://h:6379/not-a-db",
+                ),
+                ("CLOUDBASE_GATEWAY_REDIS_TIMEOUT", "0s"),
+            ]),
+            minimal(),
+        )
+        .unwrap_err();
+        assert!(
+            e.mentions("redis_connection_url") && e.mentions("redis_timeout"),
+            "{e}"
+        );
+        assert!(
+            !e.to_string().contains("not-a-db"),
+            "values are not echoed: {e}"
+        );
+
+        // Sentinel: the db index comes from redis_connection_url; passwords are redacted,
+        // including one inside a URL.
+        let cfg = load(
+            None,
+            env(&[
+                ("CLOUDBASE_GATEWAY_SESSION_STORE_TYPE", "redis"),
+                ("CLOUDBASE_GATEWAY_COOKIE_SECRET", secret),
+                ("CLOUDBASE_GATEWAY_REDIS_USE_SENTINEL", "true"),
+                ("CLOUDBASE_GATEWAY_REDIS_SENTINEL_MASTER_NAME", "mymaster"),
+                (
+                    "CLOUDBASE_GATEWAY_REDIS_SENTINEL_CONNECTION_URLS",
+                    "redis://:sentinel-url-pass@10.0.0.1:26379,redis://10.0.0.2:26379",
+                ),
+                (
+                    "CLOUDBASE_GATEWAY_REDIS_SENTINEL_PASSWORD",
+                    "sentinel-pass-xyz",
+                ),
+                (
+                    "CLOUDBASE_GATEWAY_REDIS_CONNECTION_URL",
+                    "redis://u:url-pass-xyz@m:6379/5",
+                ),
+                ("CLOUDBASE_GATEWAY_REDIS_PASSWORD", "redis-pass-xyz"),
+            ]),
+            minimal(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let StoreSettings::Redis(r) = &cfg.store else {
+            panic!("redis")
+        };
+        assert!(matches!(r.topology, RedisTopology::Sentinel { db: 5, .. }));
+        let shown = cfg.redacted_toml();
+        for p in [
+            "sentinel-url-pass",
+            "sentinel-pass-xyz",
+            "redis-pass-xyz",
+            secret,
+        ] {
+            assert!(!shown.contains(p), "{p} shown: {shown}");
+            assert!(!format!("{cfg:?}").contains(p), "{p} in Debug");
+        }
+        assert!(
+            shown.contains("redis_use_sentinel") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+        assert!(!r.location().contains("pass"), "{}", r.location());
+
+        // A standalone URL's own password.
+        let cfg = load(
+            None,
+            env(&[
+                ("CLOUDBASE_GATEWAY_SESSION_STORE_TYPE", "redis"),
+                ("CLOUDBASE_GATEWAY_COOKIE_SECRET", secret),
+                (
+                    "CLOUDBASE_GATEWAY_REDIS_CONNECTION_URL",
+                    "rediss://gw:in-url-pass-xyz@redis.internal:6380/2",
+                ),
+            ]),
+            minimal(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let shown = cfg.redacted_toml();
+        assert!(!shown.contains("in-url-pass-xyz"), "{shown}");
+        assert!(
+            shown.contains("rediss://gw:[redacted]@redis.internal:6380/2"),
+            "{shown}"
+        );
+        // Memory stays the default.
+        let cfg = load(None, env(&[]), minimal()).unwrap();
+        assert!(matches!(cfg.store, StoreSettings::Memory));
     }
 
     #[test]

@@ -75,6 +75,18 @@ impl Keys {
         mac.finalize().into_bytes().into()
     }
 
+    /// HMAC-SHA256 of `data` under each key, newest first (keys derived per record).
+    pub fn sign_each(&self, data: &[u8]) -> Vec<[u8; 32]> {
+        self.0
+            .iter()
+            .map(|k| {
+                let mut mac = HmacSha256::new_from_slice(k).expect("any key length");
+                mac.update(data);
+                mac.finalize().into_bytes().into()
+            })
+            .collect()
+    }
+
     /// Whether `tag` is the HMAC of `data` under any key (constant-time per key).
     pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
         self.0.iter().any(|k| {

@@ -188,7 +188,7 @@ pub fn build_with(
         Some(redis) => (
             FlowStore::redis(
                 redis.clone(),
-                sealer("flow-seal"),
+                crate::store::RecordSealer::new(keyring.derive("flow-seal"), deps.entropy.clone()),
                 FLOW_TTL,
                 deps.clock.clone(),
                 deps.entropy.clone(),
@@ -196,7 +196,10 @@ pub fn build_with(
             RateLimits::redis(&config.rate_limits, deps.clock.clone(), redis.clone()),
             crate::flows::captcha::TokenCache::redis(
                 redis.clone(),
-                sealer("captcha-token-seal"),
+                crate::store::RecordSealer::new(
+                    keyring.derive("captcha-token-seal"),
+                    deps.entropy.clone(),
+                ),
                 deps.clock.clone(),
             ),
         ),

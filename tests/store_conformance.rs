@@ -12,7 +12,6 @@ use std::time::Duration;
 use cloudbase_gateway::clock::{Clock, ManualClock, SharedClock};
 use cloudbase_gateway::config::{Rate, RateLimitSettings, StoreSettings};
 use cloudbase_gateway::entropy::{OsEntropy, SharedEntropy};
-use cloudbase_gateway::flow::seal::Sealer;
 use cloudbase_gateway::flow::store::{Browser, FlowStore};
 use cloudbase_gateway::flows::captcha::TokenCache;
 use cloudbase_gateway::keyring::Keyring;
@@ -23,6 +22,7 @@ use cloudbase_gateway::session::memory::MemoryStore;
 use cloudbase_gateway::session::redis::RedisSessionStore;
 use cloudbase_gateway::session::{SessionKey, SessionRecord, SessionStore};
 use cloudbase_gateway::store::redis::Redis;
+use cloudbase_gateway::store::RecordSealer;
 
 /// One replica's stores.
 struct Replica {
@@ -57,7 +57,7 @@ fn keyring() -> Keyring {
 fn replicas(config: Option<&str>, clock: SharedClock) -> (Replica, Replica) {
     let entropy: SharedEntropy = Arc::new(OsEntropy);
     let k = keyring();
-    let sealer = |p: &str| Sealer::new(&k.derive(p), entropy.clone());
+    let sealer = |p: &str| RecordSealer::new(k.derive(p), entropy.clone());
     let Some(config) = config else {
         let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(1000, clock.clone()));
         let one = || Replica {

@@ -8,8 +8,9 @@
 //! store's lifetime by the injected clock.
 //!
 //! In memory (bounded, one process) or in Redis, shared by the replicas: there the key is
-//! `Pf:<keyed hash of the id>` and the value `<browser tag><sealed record>`, sealed under the
-//! keyring with the key name as associated data; taking a record is one script that checks
+//! `Pf:<keyed hash of the id>` and the value `<browser tag><sealed record>`, sealed under a
+//! key derived from the keyring and the id (which only the browser holds), with the key name
+//! as associated data; taking a record is one script that checks
 //! the tag and deletes, so of two replicas racing for one flow step one gets it.
 
 use std::sync::Arc;
@@ -20,11 +21,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::seal::Sealer;
 use crate::clock::SharedClock;
 use crate::entropy::SharedEntropy;
 use crate::session::StoreError;
 use crate::store::redis::Redis;
+use crate::store::RecordSealer;
 
 /// Which browser a record belongs to: a hash of its CSRF cookie value.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,7 +74,7 @@ enum Backend<T> {
     Memory(moka::future::Cache<String, Arc<Entry<T>>>),
     Redis {
         redis: Arc<Redis>,
-        sealer: Sealer,
+        sealer: RecordSealer,
         take: redis::Script,
     },
 }
@@ -114,10 +115,11 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
         }
     }
 
-    /// A store in Redis, its records sealed by `sealer`, each kept for `ttl`.
+    /// A store in Redis, each record sealed by `sealer` under a key derived from its id, each
+    /// kept for `ttl`.
     pub fn redis(
         redis: Arc<Redis>,
-        sealer: Sealer,
+        sealer: RecordSealer,
         ttl: Duration,
         clock: SharedClock,
         entropy: SharedEntropy,
@@ -140,7 +142,8 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
 
     fn encode(
         redis: &Redis,
-        sealer: &Sealer,
+        sealer: &RecordSealer,
+        id: &str,
         name: &str,
         browser: Browser,
         expires_at: u64,
@@ -152,14 +155,15 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
         })
         .map_err(|_| StoreError("flow encode".into()))?;
         let mut out = redis.tag(browser.as_bytes());
-        out.extend(sealer.seal(format!("{AAD}{name}").as_bytes(), &json));
+        out.extend(sealer.seal(id.as_bytes(), format!("{AAD}{name}").as_bytes(), &json));
         Ok(out)
     }
 
     /// The record in a Redis value, when it opens and is `browser`'s.
     fn decode(
         redis: &Redis,
-        sealer: &Sealer,
+        sealer: &RecordSealer,
+        id: &str,
         name: &str,
         browser: Browser,
         raw: &[u8],
@@ -168,7 +172,11 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
         if raw.len() < tag.len() || raw[..tag.len()] != tag[..] {
             return None;
         }
-        let json = sealer.open(format!("{AAD}{name}").as_bytes(), &raw[tag.len()..])?;
+        let json = sealer.open(
+            id.as_bytes(),
+            format!("{AAD}{name}").as_bytes(),
+            &raw[tag.len()..],
+        )?;
         let wire: Wire<T> = serde_json::from_slice(&json).ok()?;
         Some((wire.e, wire.v))
     }
@@ -194,7 +202,7 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
             }
             Backend::Redis { redis, sealer, .. } => {
                 let name = Self::name(redis, &id);
-                let raw = Self::encode(redis, sealer, &name, browser, expires_at, &value)?;
+                let raw = Self::encode(redis, sealer, &id, &name, browser, expires_at, &value)?;
                 let _: () = redis
                     .query(
                         "flow_create",
@@ -234,7 +242,7 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
                     .query("flow_get", redis::cmd("GET").arg(&name))
                     .await?;
                 Ok(raw
-                    .and_then(|raw| Self::decode(redis, sealer, &name, browser, &raw))
+                    .and_then(|raw| Self::decode(redis, sealer, id, &name, browser, &raw))
                     .filter(|(e, _)| *e > self.clock.unix_secs())
                     .map(|(_, v)| v))
             }
@@ -289,13 +297,13 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
                     .query("flow_get", redis::cmd("GET").arg(&name))
                     .await?;
                 let Some((expires_at, _)) = raw
-                    .and_then(|raw| Self::decode(redis, sealer, &name, browser, &raw))
+                    .and_then(|raw| Self::decode(redis, sealer, id, &name, browser, &raw))
                     .filter(|(e, _)| *e > self.clock.unix_secs())
                 else {
                     return Ok(false);
                 };
                 let expires_at = if extend { renewed } else { expires_at };
-                let raw = Self::encode(redis, sealer, &name, browser, expires_at, &value)?;
+                let raw = Self::encode(redis, sealer, id, &name, browser, expires_at, &value)?;
                 // XX: a record taken meanwhile stays taken.
                 let set: Option<String> = redis
                     .query(
@@ -366,7 +374,7 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
                 let raw: Option<Vec<u8>> =
                     redis.script("flow_take", take, &[&name], &[&tag]).await?;
                 Ok(raw
-                    .and_then(|raw| Self::decode(redis, sealer, &name, browser, &raw))
+                    .and_then(|raw| Self::decode(redis, sealer, id, &name, browser, &raw))
                     .filter(|(e, _)| *e > self.clock.unix_secs())
                     .map(|(expires_at, value)| Taken {
                         id: id.to_string(),
@@ -406,8 +414,15 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
             }
             Backend::Redis { redis, sealer, .. } => {
                 let name = Self::name(redis, &t.id);
-                let Ok(raw) = Self::encode(redis, sealer, &name, t.browser, t.expires_at, &t.value)
-                else {
+                let Ok(raw) = Self::encode(
+                    redis,
+                    sealer,
+                    &t.id,
+                    &name,
+                    t.browser,
+                    t.expires_at,
+                    &t.value,
+                ) else {
                     return;
                 };
                 let put: Result<(), _> = redis

@@ -380,7 +380,8 @@ pub async fn cancel(ctx: &Ctx<'_>, id: &str) -> Result<Resume, FlowError> {
 
 /// Solved captcha tokens per browser, each until it expires less ten seconds (as the SDK keeps
 /// them), by the injected clock. In memory, or in Redis (`Pc:<keyed hash of the browser>`,
-/// the token sealed under the keyring with the key name as associated data).
+/// the token sealed under a key derived from the browser's binding, the key name as
+/// associated data).
 pub struct TokenCache {
     backend: TokenBackend,
     clock: SharedClock,
@@ -390,7 +391,7 @@ enum TokenBackend {
     Memory(moka::future::Cache<[u8; 32], (Secret, u64)>),
     Redis {
         redis: Arc<crate::store::redis::Redis>,
-        sealer: crate::flow::seal::Sealer,
+        sealer: crate::store::RecordSealer,
     },
 }
 
@@ -418,10 +419,11 @@ impl TokenCache {
         }
     }
 
-    /// A cache in Redis, the tokens sealed by `sealer`.
+    /// A cache in Redis, each token sealed by `sealer` under a key derived from its browser's
+    /// binding.
     pub fn redis(
         redis: Arc<crate::store::redis::Redis>,
-        sealer: crate::flow::seal::Sealer,
+        sealer: crate::store::RecordSealer,
         clock: SharedClock,
     ) -> TokenCache {
         TokenCache {
@@ -447,7 +449,13 @@ impl TokenCache {
                     .query("captcha_token_get", redis::cmd("GET").arg(&name))
                     .await?;
                 Ok(raw
-                    .and_then(|raw| sealer.open(format!("{TOKEN_AAD}{name}").as_bytes(), &raw))
+                    .and_then(|raw| {
+                        sealer.open(
+                            browser.as_bytes(),
+                            format!("{TOKEN_AAD}{name}").as_bytes(),
+                            &raw,
+                        )
+                    })
                     .and_then(|json| serde_json::from_slice::<CachedToken>(&json).ok())
                     .filter(|c| now < c.u)
                     .map(|c| c.t))
@@ -470,7 +478,11 @@ impl TokenCache {
                 let Ok(json) = serde_json::to_vec(&CachedToken { t: token, u: until }) else {
                     return;
                 };
-                let sealed = sealer.seal(format!("{TOKEN_AAD}{name}").as_bytes(), &json);
+                let sealed = sealer.seal(
+                    browser.as_bytes(),
+                    format!("{TOKEN_AAD}{name}").as_bytes(),
+                    &json,
+                );
                 let _: Result<(), _> = redis
                     .query(
                         "captcha_token_put",

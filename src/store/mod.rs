@@ -13,7 +13,44 @@ pub use crate::session::StoreError;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::entropy::Entropy;
+use crate::entropy::{Entropy, SharedEntropy};
+use crate::keyring::Keys;
+
+/// Seals each record under its own key: an HMAC, under a keyring key, of the record's name
+/// as only its owner knows it (a flow id, a browser's binding), which Redis never sees. So a
+/// dump of Redis plus `cookie_secret` opens nothing; the newest key seals, every key opens.
+pub struct RecordSealer {
+    keys: Keys,
+    entropy: SharedEntropy,
+}
+
+impl std::fmt::Debug for RecordSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordSealer(redacted)")
+    }
+}
+
+impl RecordSealer {
+    /// Record keys derived from `keys`.
+    pub fn new(keys: Keys, entropy: SharedEntropy) -> RecordSealer {
+        RecordSealer { keys, entropy }
+    }
+
+    /// `plaintext` sealed for the record known to its owner as `owner_name`, bound to `aad`.
+    pub fn seal(&self, owner_name: &[u8], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let key = self.keys.sign(owner_name);
+        seal(&key, aad, plaintext, self.entropy.as_ref())
+    }
+
+    /// The plaintext of a [`RecordSealer::seal`]ed blob; `None` when it does not open under
+    /// any key.
+    pub fn open(&self, owner_name: &[u8], aad: &[u8], blob: &[u8]) -> Option<Vec<u8>> {
+        self.keys
+            .sign_each(owner_name)
+            .iter()
+            .find_map(|k| open(k, aad, blob))
+    }
+}
 
 const NONCE_LEN: usize = 24;
 
