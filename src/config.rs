@@ -108,6 +108,8 @@ pub enum RedisTopology {
         db: i64,
         /// Whether the master is reached over TLS (`rediss://` URLs).
         tls: bool,
+        /// `redis_connection_url`, when given: the master's credentials and db index.
+        master_url: Option<RedisUrl>,
     },
     /// A Redis Cluster (`redis_cluster_connection_urls`).
     Cluster(Vec<RedisUrl>),
@@ -576,8 +578,12 @@ impl Config {
                         master,
                         sentinels,
                         password,
+                        master_url,
                         ..
                     } => {
+                        if let Some(u) = master_url {
+                            put("redis_connection_url", u.redacted());
+                        }
                         put("redis_use_sentinel", "true".into());
                         put("redis_sentinel_master_name", master.clone());
                         put("redis_sentinel_connection_urls", urls(sentinels));
@@ -1565,6 +1571,9 @@ fn redis_url(s: &str) -> Result<RedisUrl, String> {
             if url.path().len() < 2 {
                 return Err(hint.into());
             }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err("must not have a query or fragment; give the database, user and password with redis_username and redis_password".into());
+            }
             return Ok(RedisUrl(url));
         }
         _ => return Err(hint.into()),
@@ -1693,6 +1702,7 @@ fn store_settings(c: &mut Collector, has_cookie_secret: Option<bool>) -> Option<
             password: sentinel_password,
             db,
             tls,
+            master_url: url,
         })
     } else if use_cluster {
         if cluster.is_empty() && cluster_parsed {

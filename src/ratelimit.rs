@@ -447,54 +447,139 @@ impl NameKind {
 /// Which sign-in names belong to one account, learned whenever someone signs in (the
 /// account's user name, e-mail and phone from its profile), by kind and limit key. The
 /// password limit counts every name of a known account as one ([`Accounts::key`]), and a
-/// password reset finds whose sessions to end. Bounded: when full, the names not seen for
-/// longest are forgotten first.
+/// password reset finds whose sessions to end. In memory, bounded (when full, the names not
+/// seen for longest are forgotten first); or in Redis, shared by the replicas, as
+/// `Pn:<keyed hash of kind:name>` holding the uid sealed under a key derived from the name,
+/// kept for `ttl` after the last sign-in.
 pub struct Accounts {
-    names: Mutex<HashMap<String, (String, u64)>>,
-    capacity: usize,
+    backend: AccountsBackend,
     clock: SharedClock,
 }
 
+enum AccountsBackend {
+    Memory {
+        names: Mutex<HashMap<String, (String, u64)>>,
+        capacity: usize,
+    },
+    Redis {
+        redis: Arc<Redis>,
+        sealer: crate::store::RecordSealer,
+        ttl: Duration,
+    },
+}
+
+const ACCOUNT_AAD: &str = "cloudbase-gateway/account-name/v1:";
+
 impl Accounts {
-    /// A map of at most `capacity` names.
+    /// A map of at most `capacity` names, in memory.
     pub fn new(capacity: usize, clock: SharedClock) -> Accounts {
         Accounts {
-            names: Mutex::new(HashMap::new()),
-            capacity: capacity.max(16),
+            backend: AccountsBackend::Memory {
+                names: Mutex::new(HashMap::new()),
+                capacity: capacity.max(16),
+            },
             clock,
         }
     }
 
-    /// Records that the names (limit keys; empty ones are skipped) belong to user `sub`.
-    pub fn learn<'a>(&self, names: impl IntoIterator<Item = (NameKind, &'a str)>, sub: &str) {
+    /// Names in Redis, each kept for `ttl` after it was last learned.
+    pub fn redis(
+        redis: Arc<Redis>,
+        sealer: crate::store::RecordSealer,
+        ttl: Duration,
+        clock: SharedClock,
+    ) -> Accounts {
+        Accounts {
+            backend: AccountsBackend::Redis { redis, sealer, ttl },
+            clock,
+        }
+    }
+
+    /// Records that the names (limit keys; empty ones are skipped) belong to user `sub`
+    /// (best effort with a shared store: a name not learned only counts on its own).
+    pub async fn learn<'a>(&self, names: impl IntoIterator<Item = (NameKind, &'a str)>, sub: &str) {
         let now = self.clock.unix_secs();
-        let mut map = self.names.lock();
-        for (kind, name) in names.into_iter().filter(|(_, n)| !n.is_empty()) {
-            let key = format!("{}:{name}", kind.tag());
-            if map.len() >= self.capacity && !map.contains_key(&key) {
-                // Forget the older half at once, so a full map costs one sort per many names.
-                let mut seen: Vec<u64> = map.values().map(|(_, t)| *t).collect();
-                seen.sort_unstable();
-                let cut = seen[seen.len() / 2];
-                map.retain(|_, (_, t)| *t > cut);
+        match &self.backend {
+            AccountsBackend::Memory {
+                names: map,
+                capacity,
+            } => {
+                let mut map = map.lock();
+                for (kind, name) in names.into_iter().filter(|(_, n)| !n.is_empty()) {
+                    let key = format!("{}:{name}", kind.tag());
+                    if map.len() >= *capacity && !map.contains_key(&key) {
+                        // Forget the older half at once, so a full map costs one sort per
+                        // many names.
+                        let mut seen: Vec<u64> = map.values().map(|(_, t)| *t).collect();
+                        seen.sort_unstable();
+                        let cut = seen[seen.len() / 2];
+                        map.retain(|_, (_, t)| *t > cut);
+                    }
+                    map.insert(key, (sub.to_string(), now));
+                }
             }
-            map.insert(key, (sub.to_string(), now));
+            AccountsBackend::Redis { redis, sealer, ttl } => {
+                for (kind, name) in names.into_iter().filter(|(_, n)| !n.is_empty()) {
+                    let owner = format!("{}:{name}", kind.tag());
+                    let key = redis.key("n", owner.as_bytes());
+                    let sealed = sealer.seal(
+                        owner.as_bytes(),
+                        format!("{ACCOUNT_AAD}{key}").as_bytes(),
+                        sub.as_bytes(),
+                    );
+                    let _: Result<(), _> = redis
+                        .query(
+                            "account_learn",
+                            redis::cmd("SET")
+                                .arg(&key)
+                                .arg(sealed)
+                                .arg("EX")
+                                .arg(ttl.as_secs().max(1)),
+                        )
+                        .await;
+                }
+            }
         }
     }
 
     /// The user a name (limit key) of `kind` is known to belong to.
-    pub fn account_of(&self, kind: NameKind, name: &str) -> Option<String> {
-        self.names
-            .lock()
-            .get(&format!("{}:{name}", kind.tag()))
-            .map(|(sub, _)| sub.clone())
+    ///
+    /// Fails when the shared store fails.
+    pub async fn account_of(
+        &self,
+        kind: NameKind,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let owner = format!("{}:{name}", kind.tag());
+        match &self.backend {
+            AccountsBackend::Memory { names, .. } => {
+                Ok(names.lock().get(&owner).map(|(sub, _)| sub.clone()))
+            }
+            AccountsBackend::Redis { redis, sealer, .. } => {
+                let key = redis.key("n", owner.as_bytes());
+                let raw: Option<Vec<u8>> = redis
+                    .query("account_read", redis::cmd("GET").arg(&key))
+                    .await?;
+                Ok(raw
+                    .and_then(|raw| {
+                        sealer.open(
+                            owner.as_bytes(),
+                            format!("{ACCOUNT_AAD}{key}").as_bytes(),
+                            &raw,
+                        )
+                    })
+                    .and_then(|sub| String::from_utf8(sub).ok()))
+            }
+        }
     }
 
     /// The key the password limit counts attempts on the login name `name` (a limit key)
     /// under: its account when exactly one account is known by that name (a phone number is
     /// a phone; a name with `@` is an e-mail or a user name; anything else a user name), so
     /// the user name, e-mail and phone of one user share one count; else the name itself.
-    pub fn key(&self, name: &str) -> String {
+    ///
+    /// Fails when the shared store fails.
+    pub async fn key(&self, name: &str) -> Result<String, StoreError> {
         let kinds: &[NameKind] = if name.starts_with('+') {
             &[NameKind::Phone, NameKind::User]
         } else if name.contains('@') {
@@ -502,15 +587,17 @@ impl Accounts {
         } else {
             &[NameKind::User]
         };
-        let mut subs: Vec<String> = kinds
-            .iter()
-            .filter_map(|k| self.account_of(*k, name))
-            .collect();
+        let mut subs: Vec<String> = Vec::new();
+        for k in kinds {
+            if let Some(sub) = self.account_of(*k, name).await? {
+                subs.push(sub);
+            }
+        }
         subs.dedup();
-        match subs.as_slice() {
+        Ok(match subs.as_slice() {
             [sub] => format!("uid:{sub}"),
             _ => format!("name:{name}"),
-        }
+        })
     }
 }
 
@@ -582,11 +669,11 @@ mod tests {
         assert_eq!(client_key("1.2.3.4".parse().unwrap()), "1.2.3.4");
     }
 
-    #[test]
-    fn an_accounts_names_share_one_password_key() {
+    #[actix_web::test]
+    async fn an_accounts_names_share_one_password_key() {
         let clock = Arc::new(ManualClock::default());
         let a = Accounts::new(16, clock.clone());
-        assert_eq!(a.key("alice"), "name:alice");
+        assert_eq!(a.key("alice").await.unwrap(), "name:alice");
         a.learn(
             [
                 (NameKind::User, "alice"),
@@ -595,38 +682,63 @@ mod tests {
                 (NameKind::User, ""),
             ],
             "uid-1",
-        );
+        )
+        .await;
         for n in ["alice", "alice@example.com", "+8613800000001"] {
-            assert_eq!(a.key(n), "uid:uid-1", "{n}");
+            assert_eq!(a.key(n).await.unwrap(), "uid:uid-1", "{n}");
         }
         assert_eq!(
-            a.account_of(NameKind::Phone, "+8613800000001").as_deref(),
+            a.account_of(NameKind::Phone, "+8613800000001")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("uid-1")
         );
-        assert_eq!(a.account_of(NameKind::User, "+8613800000001"), None);
-        assert_eq!(a.key(""), "name:", "empty names are never learned");
-        // A user name that looks like someone's e-mail does not take that e-mail over.
-        a.learn([(NameKind::User, "bob@example.com")], "uid-evil");
-        a.learn([(NameKind::Email, "bob@example.com")], "uid-bob");
         assert_eq!(
-            a.key("bob@example.com"),
+            a.account_of(NameKind::User, "+8613800000001")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            a.key("").await.unwrap(),
+            "name:",
+            "empty names are never learned"
+        );
+        // A user name that looks like someone's e-mail does not take that e-mail over.
+        a.learn([(NameKind::User, "bob@example.com")], "uid-evil")
+            .await;
+        a.learn([(NameKind::Email, "bob@example.com")], "uid-bob")
+            .await;
+        assert_eq!(
+            a.key("bob@example.com").await.unwrap(),
             "name:bob@example.com",
             "ambiguous"
         );
         assert_eq!(
-            a.account_of(NameKind::Email, "bob@example.com").as_deref(),
+            a.account_of(NameKind::Email, "bob@example.com")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("uid-bob")
         );
         // Full: the names not seen for longest go first.
         for i in 0..40 {
             clock.advance(Duration::from_secs(1));
             let name = format!("user{i}");
-            a.learn([(NameKind::User, name.as_str())], &format!("uid-{i}"));
+            a.learn([(NameKind::User, name.as_str())], &format!("uid-{i}"))
+                .await;
         }
-        assert!(a.names.lock().len() <= 16);
-        assert_eq!(a.account_of(NameKind::User, "alice"), None);
+        let AccountsBackend::Memory { names, .. } = &a.backend else {
+            panic!("memory")
+        };
+        assert!(names.lock().len() <= 16);
+        assert_eq!(a.account_of(NameKind::User, "alice").await.unwrap(), None);
         assert_eq!(
-            a.account_of(NameKind::User, "user39").as_deref(),
+            a.account_of(NameKind::User, "user39")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("uid-39")
         );
     }

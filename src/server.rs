@@ -204,11 +204,19 @@ pub fn build_with(
             ),
         ),
     };
-    // A user name, an e-mail and a phone per account.
-    let accounts = crate::ratelimit::Accounts::new(
-        (config.session.capacity as usize).saturating_mul(3),
-        deps.clock.clone(),
-    );
+    let accounts = match &shared {
+        // A user name, an e-mail and a phone per account.
+        None => crate::ratelimit::Accounts::new(
+            (config.session.capacity as usize).saturating_mul(3),
+            deps.clock.clone(),
+        ),
+        Some(redis) => crate::ratelimit::Accounts::redis(
+            redis.clone(),
+            crate::store::RecordSealer::new(keyring.derive("account-seal"), deps.entropy.clone()),
+            config.session.ttl,
+            deps.clock.clone(),
+        ),
+    };
     let states = crate::flow::state::States::new(
         sealer("state-seal"),
         keyring.derive("state-browser"),

@@ -315,3 +315,53 @@ async fn sentinel_failover_keeps_sessions_and_flows() {
     let b2 = a.signed_in("bob", "bob-pass-1").await;
     assert_eq!(api(&b2, "/dash").await.0, 200);
 }
+
+#[actix_web::test]
+async fn a_captcha_started_on_one_replica_returns_to_the_other() {
+    let redis = redis_servers::standalone();
+    let a = start(&redis_config(&redis, "captcha_mode = \"redirect\"\n")).await;
+    let b = a.replica();
+    a.env
+        .settings(serde_json::json!({"captcha_required": true}))
+        .await;
+    let br = a.browser();
+    let page = br.password_sign_in("alice", "alice-pass-1", "/after").await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert!(
+        page.location.contains("/__emulator/captcha?id="),
+        "{}",
+        page.location
+    );
+    let shown = br.get(&page.location).await;
+    assert_eq!(shown.status, 200);
+    let id = query(&page.location)["id"].clone();
+    let base = page.location.split('?').next().unwrap().to_string();
+    let back = br
+        .post_raw(&base, &[("id", id.as_str()), ("decision", "pass")])
+        .await;
+    assert!(
+        back.location.contains("/__auth/captcha/callback?"),
+        "{}",
+        back.location
+    );
+    // The callback lands on B, which resumes the sign-in A started.
+    let on_b = br.on(&b.url);
+    let done = on_b.get(&back.location.replace(&a.url, &b.url)).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, "/after");
+    assert!(on_b.session().is_some());
+    // The solved token is shared: a code sent through A tries it first, no second captcha.
+    let again = on_b.on(&a.url);
+    let sent = send_code(&again, "email", "email", "bob@example.com", "/").await;
+    assert_eq!(sent.status, 302, "{}", sent.body);
+    assert!(
+        sent.location.starts_with("/__auth/code?flow="),
+        "{}",
+        sent.location
+    );
+    assert_eq!(
+        a.calls("/auth/v1/captcha/init").await,
+        1,
+        "no second captcha"
+    );
+}

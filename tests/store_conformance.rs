@@ -26,6 +26,7 @@ use cloudbase_gateway::store::RecordSealer;
 
 /// One replica's stores.
 struct Replica {
+    redis: Option<Arc<Redis>>,
     sessions: Arc<dyn SessionStore>,
     redis_sessions: Option<Arc<RedisSessionStore>>,
     flows: FlowStore<String>,
@@ -61,6 +62,7 @@ fn replicas(config: Option<&str>, clock: SharedClock) -> (Replica, Replica) {
     let Some(config) = config else {
         let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(1000, clock.clone()));
         let one = || Replica {
+            redis: None,
             sessions: sessions.clone(),
             redis_sessions: None,
             flows: FlowStore::new(
@@ -75,6 +77,7 @@ fn replicas(config: Option<&str>, clock: SharedClock) -> (Replica, Replica) {
         // In memory there is one process: both "replicas" are the same stores.
         let a = one();
         let b = Replica {
+            redis: None,
             sessions: a.sessions.clone(),
             redis_sessions: None,
             flows: FlowStore::new(1, Duration::from_secs(1), clock.clone(), entropy.clone()),
@@ -106,6 +109,7 @@ fn replicas(config: Option<&str>, clock: SharedClock) -> (Replica, Replica) {
             Duration::from_secs(5),
         ));
         Replica {
+            redis: Some(redis.clone()),
             sessions: rs.clone(),
             redis_sessions: Some(rs),
             flows: FlowStore::redis(
@@ -227,6 +231,30 @@ async fn sessions(a: &Replica, b: &Replica, clock: &ManualClock) {
     );
     assert!(a.sessions.sessions_of("user-3").await.unwrap().len() <= 1);
     a.sessions.ping().await.unwrap();
+
+    // Regression (review): a refresh extends the session, and its user's index with it, so
+    // "sign out everywhere" still finds a session refreshed past its first lifetime.
+    let long = handle();
+    a.sessions
+        .put(&long, record(clock, "user-4", "tok-f"))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(80_000));
+    let mut next = record(clock, "user-4", "tok-g");
+    next.version = 2;
+    assert!(b.sessions.compare_and_swap(&long, 1, next).await.unwrap());
+    if let Some(redis) = &a.redis {
+        let index = redis.key("u", b"user-4");
+        let pttl: i64 = redis
+            .query("test", redis::cmd("PTTL").arg(&index))
+            .await
+            .unwrap();
+        assert!(
+            pttl > 80_000_000,
+            "the index lives as long as the refreshed session: {pttl}"
+        );
+    }
+    assert_eq!(a.sessions.sessions_of("user-4").await.unwrap(), vec![long]);
 }
 
 async fn flows(a: &Replica, b: &Replica, clock: &ManualClock, shared: bool) {

@@ -70,12 +70,20 @@ redis.call('DEL', KEYS[1])
 return v
 ";
 
+/// Replaces the value only when it is still exactly `ARGV[1]` (as read).
+const UPDATE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
 enum Backend<T> {
     Memory(moka::future::Cache<String, Arc<Entry<T>>>),
     Redis {
         redis: Arc<Redis>,
         sealer: RecordSealer,
         take: redis::Script,
+        update: redis::Script,
     },
 }
 
@@ -129,6 +137,7 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
                 redis,
                 sealer,
                 take: redis::Script::new(TAKE),
+                update: redis::Script::new(UPDATE),
             },
             clock,
             entropy,
@@ -291,32 +300,35 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
                     .await;
                 Ok(done)
             }
-            Backend::Redis { redis, sealer, .. } => {
+            Backend::Redis {
+                redis,
+                sealer,
+                update,
+                ..
+            } => {
                 let name = Self::name(redis, id);
                 let raw: Option<Vec<u8>> = redis
                     .query("flow_get", redis::cmd("GET").arg(&name))
                     .await?;
-                let Some((expires_at, _)) = raw
-                    .and_then(|raw| Self::decode(redis, sealer, id, &name, browser, &raw))
+                let Some(raw) = raw else { return Ok(false) };
+                let Some((expires_at, _)) = Self::decode(redis, sealer, id, &name, browser, &raw)
                     .filter(|(e, _)| *e > self.clock.unix_secs())
                 else {
                     return Ok(false);
                 };
                 let expires_at = if extend { renewed } else { expires_at };
-                let raw = Self::encode(redis, sealer, id, &name, browser, expires_at, &value)?;
-                // XX: a record taken meanwhile stays taken.
-                let set: Option<String> = redis
-                    .query(
+                let next = Self::encode(redis, sealer, id, &name, browser, expires_at, &value)?;
+                let ttl = self.ttl_ms(expires_at).to_string();
+                // Only over the value as read: a take or update meanwhile wins.
+                let n: i64 = redis
+                    .script(
                         "flow_update",
-                        redis::cmd("SET")
-                            .arg(&name)
-                            .arg(raw)
-                            .arg("XX")
-                            .arg("PX")
-                            .arg(self.ttl_ms(expires_at)),
+                        update,
+                        &[&name],
+                        &[&raw, &next, ttl.as_bytes()],
                     )
                     .await?;
-                Ok(set.is_some())
+                Ok(n == 1)
             }
         }
     }
@@ -368,6 +380,7 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> FlowStore<
                 redis,
                 sealer,
                 take,
+                ..
             } => {
                 let name = Self::name(redis, id);
                 let tag = redis.tag(browser.as_bytes());

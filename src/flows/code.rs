@@ -395,7 +395,8 @@ async fn complete(
                     };
                     let known = ctx
                         .accounts
-                        .account_of(kind, &limit_key(flow.contact.value()));
+                        .account_of(kind, &limit_key(flow.contact.value()))
+                        .await?;
                     if let Some(sub) = known {
                         ctx.sessions
                             .end_all_of(ctx.cloudbase, &sub, None)

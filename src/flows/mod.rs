@@ -120,7 +120,8 @@ impl Ctx<'_> {
             (NameKind::Phone, names::limit_key(&user.phone)),
         ];
         self.accounts
-            .learn(known.iter().map(|(k, n)| (*k, n.as_str())), &creds.sub);
+            .learn(known.iter().map(|(k, n)| (*k, n.as_str())), &creds.sub)
+            .await;
         let started = self
             .sessions
             .start(&creds, user, device_id)

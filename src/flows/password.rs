@@ -30,7 +30,7 @@ pub async fn sign_in(
     let name = limit_key(&login);
     let permits = ctx
         .limits
-        .password(&ctx.accounts.key(&name), &ctx.client_ip)
+        .password(&ctx.accounts.key(&name).await?, &ctx.client_ip)
         .await?;
     let device_id = ctx.device_id();
     let request = SignInRequest {

@@ -82,8 +82,11 @@ impl Drop for Held {
             std::mem::take(&mut self.owner),
         );
         // Released in the background: a guard is dropped in synchronous code. If this fails,
-        // the lease runs out.
-        tokio::spawn(async move {
+        // or there is no runtime to run it, the lease runs out.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
             let _: Result<i64, _> = redis
                 .script("refresh_unlock", &unlock, &[&key], &[&owner])
                 .await;
@@ -159,6 +162,25 @@ impl RedisSessionStore {
         let json = crate::store::open(seal, name.as_bytes(), &value[sep + 1..])?;
         let record: SessionRecord = serde_json::from_slice(&json).ok()?;
         (record.version == version).then_some(record)
+    }
+
+    /// Adds the session to its user's index, which lives at least as long as the record.
+    async fn index(&self, key: &SessionKey, sub: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        let index = self.index_key(sub);
+        let _: i64 = self
+            .redis
+            .query(
+                "index_add",
+                redis::cmd("SADD").arg(&index).arg(hex::encode(key.id())),
+            )
+            .await?;
+        // Every session lives `session_ttl` from its last write, so the one written now lives
+        // longest: the index lives as long as it.
+        let _: i64 = self
+            .redis
+            .query("index_add", redis::cmd("PEXPIRE").arg(&index).arg(ttl_ms))
+            .await?;
+        Ok(())
     }
 
     /// Tries once to take the lock `name` for `owner` for `lease`. Returns whether it was
@@ -263,18 +285,7 @@ impl SessionStore for RedisSessionStore {
             let ttl = self.ttl_ms(&record);
             // The index first: a member whose record never got written is dropped on reading,
             // while a record missing from its index could not be signed out everywhere.
-            let index = self.index_key(&record.sub);
-            let _: i64 = self
-                .redis
-                .query(
-                    "index_add",
-                    redis::cmd("SADD").arg(&index).arg(hex::encode(key.id())),
-                )
-                .await?;
-            let _: i64 = self
-                .redis
-                .query("index_add", redis::cmd("PEXPIRE").arg(&index).arg(ttl))
-                .await?;
+            self.index(key, &record.sub, ttl).await?;
             let _: () = self
                 .redis
                 .query(
@@ -311,7 +322,10 @@ impl SessionStore for RedisSessionStore {
             let name = self.record_key(key);
             let value = self.encode(&name, key, &record)?;
             let expected = expected_version.to_string();
-            let ttl = self.ttl_ms(&record).to_string();
+            let ttl_ms = self.ttl_ms(&record);
+            // A refresh extends the session: its index must live as long (and follow a new uid).
+            self.index(key, &record.sub, ttl_ms).await?;
+            let ttl = ttl_ms.to_string();
             let n: i64 = self
                 .redis
                 .script(
@@ -379,13 +393,18 @@ impl SessionStore for RedisSessionStore {
         sub: &'a str,
     ) -> BoxFuture<'a, Result<Vec<SessionKey>, StoreError>> {
         async move {
-            let index = self.index_key(sub);
-            let members: Vec<String> = self
-                .redis
-                .query("index_read", redis::cmd("SMEMBERS").arg(&index))
-                .await?;
-            let mut live = Vec::with_capacity(members.len());
-            for m in members {
+            // Under every cookie_secret's name: entries written before the oldest secret was
+            // retired are still found.
+            let mut members: Vec<(String, String)> = Vec::new();
+            for index in self.redis.keys("u", sub.as_bytes()) {
+                let found: Vec<String> = self
+                    .redis
+                    .query("index_read", redis::cmd("SMEMBERS").arg(&index))
+                    .await?;
+                members.extend(found.into_iter().map(|m| (index.clone(), m)));
+            }
+            let mut live: Vec<SessionKey> = Vec::with_capacity(members.len());
+            for (index, m) in members {
                 let id = hex::decode(&m)
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok());
@@ -399,7 +418,9 @@ impl SessionStore for RedisSessionStore {
                     )
                     .await?;
                 if exists == 1 {
-                    live.push(key);
+                    if !live.contains(&key) {
+                        live.push(key);
+                    }
                 } else {
                     let _: i64 = self
                         .redis

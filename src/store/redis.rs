@@ -59,6 +59,8 @@ pub struct Redis {
     conn: tokio::sync::RwLock<Option<Conn>>,
     /// Serialises (re)connecting, so a burst of requests after an outage makes one attempt.
     connecting: tokio::sync::Mutex<()>,
+    /// When the last attempt failed: requests that queued behind it fail with it.
+    failed_at: parking_lot::Mutex<Option<Instant>>,
     names: Keys,
     metrics: Arc<Metrics>,
 }
@@ -91,6 +93,7 @@ impl Redis {
             settings,
             conn: tokio::sync::RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            failed_at: parking_lot::Mutex::new(None),
             names,
             metrics,
         }
@@ -107,24 +110,56 @@ impl Redis {
     }
 
     /// `prefix + kind + ":" + hex(HMAC(name))`: the key of a record named by something that
-    /// must not appear in Redis (a uid, a contact, a flow id).
+    /// must not appear in Redis (a uid, a contact, a flow id). Named under the oldest
+    /// `cookie_secret`, so adding a new secret at the front (a rotation) keeps every name.
     pub fn key(&self, kind: &str, name: &[u8]) -> String {
+        let tags = self.names.sign_each(name);
+        let tag = tags.last().copied().unwrap_or_default();
         format!(
             "{}{kind}:{}",
             self.settings.key_prefix,
-            hex::encode(&self.names.sign(name)[..20])
+            hex::encode(&tag[..20])
         )
     }
 
-    /// A keyed hash of `name` (for values compared inside scripts, such as a browser binding).
-    pub fn tag(&self, name: &[u8]) -> Vec<u8> {
-        self.names.sign(&sha2::Sha256::digest(name))[..16].to_vec()
+    /// The names `name` had under every `cookie_secret`, the current one ([`Redis::key`])
+    /// first: what was written before the oldest secret was retired.
+    pub fn keys(&self, kind: &str, name: &[u8]) -> Vec<String> {
+        let mut tags = self.names.sign_each(name);
+        tags.reverse();
+        tags.iter()
+            .map(|t| {
+                format!(
+                    "{}{kind}:{}",
+                    self.settings.key_prefix,
+                    hex::encode(&t[..20])
+                )
+            })
+            .collect()
     }
 
+    /// A keyed hash of `name` (for values compared inside scripts, such as a browser binding),
+    /// under the oldest `cookie_secret` as [`Redis::key`].
+    pub fn tag(&self, name: &[u8]) -> Vec<u8> {
+        let tags = self.names.sign_each(&sha2::Sha256::digest(name));
+        tags.last().copied().unwrap_or_default()[..16].to_vec()
+    }
+
+    /// The connection info for `url`, with `redis_username` / `redis_password` applied unless
+    /// this is a sentinel (whose only credential is `redis_sentinel_password`).
     fn connection_info(
         &self,
         url: &RedisUrl,
         db: Option<i64>,
+    ) -> Result<redis::ConnectionInfo, StoreError> {
+        self.info_for(url, db, true)
+    }
+
+    fn info_for(
+        &self,
+        url: &RedisUrl,
+        db: Option<i64>,
+        data_node: bool,
     ) -> Result<redis::ConnectionInfo, StoreError> {
         use redis::IntoConnectionInfo;
         let mut text = url.0.as_str().to_string();
@@ -136,11 +171,13 @@ impl Redis {
             .into_connection_info()
             .map_err(|_| StoreError("redis url".into()))?;
         let mut redis_info = info.redis_settings().clone();
-        if let Some(u) = &self.settings.username {
-            redis_info = redis_info.set_username(u);
-        }
-        if let Some(p) = &self.settings.password {
-            redis_info = redis_info.set_password(p.expose());
+        if data_node {
+            if let Some(u) = &self.settings.username {
+                redis_info = redis_info.set_username(u);
+            }
+            if let Some(p) = &self.settings.password {
+                redis_info = redis_info.set_password(p.expose());
+            }
         }
         if let Some(db) = db {
             redis_info = redis_info.set_db(db);
@@ -195,19 +232,18 @@ impl Redis {
                 password,
                 db,
                 tls,
+                master_url,
             } => {
                 // Ask each sentinel in turn for the master, as sentinel clients do.
                 for s in sentinels {
-                    let Ok(mut info) = self.connection_info(s, Some(0)) else {
+                    let Ok(mut info) = self.info_for(s, Some(0), false) else {
                         continue;
                     };
-                    let mut rs = info.redis_settings().clone();
-                    rs = match password {
-                        Some(p) => rs.set_password(p.expose()),
-                        None => rs,
-                    };
-                    info = info.set_redis_settings(rs);
-                    let Ok(sc) = redis::Client::open(info) else {
+                    if let Some(p) = password {
+                        let rs = info.redis_settings().clone().set_password(p.expose());
+                        info = info.set_redis_settings(rs);
+                    }
+                    let Ok(sc) = self.client(info, s.0.scheme() == "rediss") else {
                         continue;
                     };
                     let Ok(Ok(mut c)) = tokio::time::timeout(
@@ -234,9 +270,21 @@ impl Redis {
                         continue;
                     };
                     let scheme = if *tls { "rediss" } else { "redis" };
-                    let Ok(url) = url::Url::parse(&format!("{scheme}://{host}:{port}/{db}")) else {
+                    let host = if host.contains(':') {
+                        format!("[{host}]")
+                    } else {
+                        host.clone()
+                    };
+                    let Ok(mut url) = url::Url::parse(&format!("{scheme}://{host}:{port}/{db}"))
+                    else {
                         continue;
                     };
+                    // The master's credentials as redis_connection_url gives them (the
+                    // redis_username / redis_password keys override them below).
+                    if let Some(m) = master_url {
+                        let _ = url.set_username(m.0.username());
+                        let _ = url.set_password(m.0.password());
+                    }
                     let client =
                         self.client(self.connection_info(&RedisUrl(url), Some(*db))?, *tls)?;
                     let Ok(m) =
@@ -294,15 +342,37 @@ impl Redis {
         if let Some(c) = self.conn.read().await.as_ref() {
             return Ok(c.clone());
         }
-        let _one = self.connecting.lock().await;
+        let queued = Instant::now();
+        let _one = tokio::time::timeout(self.settings.timeout, self.connecting.lock())
+            .await
+            .map_err(|_| StoreError("redis connect (busy)".into()))?;
         if let Some(c) = self.conn.read().await.as_ref() {
             return Ok(c.clone());
         }
-        let c = tokio::time::timeout(self.settings.timeout, self.connect())
+        if self.failed_at.lock().is_some_and(|t| t > queued) {
+            return Err(StoreError("redis connect (failed just now)".into()));
+        }
+        // Each sentinel gets its own deadline, so a dead one does not hide the others.
+        let budget = match &self.settings.topology {
+            RedisTopology::Sentinel { sentinels, .. } => {
+                self.settings.timeout * (2 * sentinels.len() as u32 + 1)
+            }
+            _ => self.settings.timeout,
+        };
+        let result = tokio::time::timeout(budget, self.connect())
             .await
-            .map_err(|_| StoreError("redis connect (timeout)".into()))??;
-        *self.conn.write().await = Some(c.clone());
-        Ok(c)
+            .unwrap_or_else(|_| Err(StoreError("redis connect (timeout)".into())));
+        match result {
+            Ok(c) => {
+                *self.conn.write().await = Some(c.clone());
+                *self.failed_at.lock() = None;
+                Ok(c)
+            }
+            Err(e) => {
+                *self.failed_at.lock() = Some(Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// Runs `cmd` as operation `op` (its metric label), within the deadline.
