@@ -365,3 +365,28 @@ async fn a_captcha_started_on_one_replica_returns_to_the_other() {
         "no second captcha"
     );
 }
+
+#[actix_web::test]
+async fn the_start_up_log_names_the_store_without_credentials() {
+    let redis = redis_servers::acl();
+    let a = start(&redis_config(&redis, "")).await;
+    let br = a.signed_in("alice", "alice-pass-1").await;
+    assert_eq!(api(&br, "/dash").await.0, 200);
+    let logs = String::from_utf8_lossy(&harness::logs().lock().unwrap()).into_owned();
+    let port = redis.servers[0].port;
+    assert!(
+        logs.contains("session store: redis")
+            && logs.contains(&format!("standalone redis://127.0.0.1:{port} db 0")),
+        "the store and where it is are logged"
+    );
+    let mut secrets = vec!["s3cret-redis-pass".to_string()];
+    secrets.extend(a.tokens(&br).await);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    harness::assert_logs_clean(&refs);
+    // Every operation is counted by name.
+    let metrics = a.gateway.metrics.render(0);
+    assert!(
+        metrics.contains("cloudbase_gateway_store_duration_seconds_count{op=\"session_get\"}"),
+        "{metrics}"
+    );
+}

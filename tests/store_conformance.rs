@@ -47,18 +47,27 @@ fn limits() -> RateLimitSettings {
     }
 }
 
-fn keyring() -> Keyring {
-    Keyring::new(
-        Some(&[Secret::new("conformance-secret-0123456789abcdef0123")]),
-        &OsEntropy,
-    )
+const OLD_SECRET: &str = "conformance-secret-0123456789abcdef0123";
+const NEW_SECRET: &str = "conformance-rotated-0123456789abcdef01";
+
+fn keyring(rotated: bool) -> Keyring {
+    let secrets = if rotated {
+        vec![Secret::new(NEW_SECRET), Secret::new(OLD_SECRET)]
+    } else {
+        vec![Secret::new(OLD_SECRET)]
+    };
+    Keyring::new(Some(&secrets), &OsEntropy)
 }
 
-/// Two replicas on `config` (`None`: memory, where both share one process's stores).
+/// Two replicas on `config` (`None`: memory, where both share one process's stores); the
+/// second with a rotated `cookie_secret` (a new one in front of the old) when `rotated`.
 fn replicas(config: Option<&str>, clock: SharedClock) -> (Replica, Replica) {
+    replicas_with(config, clock, false)
+}
+
+fn replicas_with(config: Option<&str>, clock: SharedClock, rotated: bool) -> (Replica, Replica) {
     let entropy: SharedEntropy = Arc::new(OsEntropy);
-    let k = keyring();
-    let sealer = |p: &str| RecordSealer::new(k.derive(p), entropy.clone());
+    let k = keyring(false);
     let Some(config) = config else {
         let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(1000, clock.clone()));
         let one = || Replica {
@@ -96,7 +105,9 @@ fn replicas(config: Option<&str>, clock: SharedClock) -> (Replica, Replica) {
     let StoreSettings::Redis(settings) = cfg.store else {
         panic!("redis settings")
     };
-    let one = || {
+    let k2 = keyring(rotated);
+    let one = |k: &Keyring| {
+        let sealer = |p: &str| RecordSealer::new(k.derive(p), entropy.clone());
         let redis = Arc::new(Redis::new(
             (*settings).clone(),
             k.derive("redis-names"),
@@ -123,7 +134,7 @@ fn replicas(config: Option<&str>, clock: SharedClock) -> (Replica, Replica) {
             tokens: TokenCache::redis(redis, sealer("captcha-token-seal"), clock.clone()),
         }
     };
-    (one(), one())
+    (one(&k), one(&k2))
 }
 
 fn record(clock: &ManualClock, sub: &str, token: &str) -> SessionRecord {
@@ -460,6 +471,40 @@ async fn lock(a: &Replica, b: &Replica) {
     drop(got);
 }
 
+/// After a rotation (a new secret in front of the old one), what the old replica wrote is
+/// still found: sessions by the user's index, flows, captcha tokens and limit counts.
+async fn rotation(config: &str) {
+    let clock = Arc::new(ManualClock::default());
+    let (old, new) = replicas_with(Some(config), clock.clone(), true);
+    let key = handle();
+    old.sessions
+        .put(&key, record(&clock, "user-rot", "tok-r"))
+        .await
+        .unwrap();
+    assert_eq!(
+        new.sessions.sessions_of("user-rot").await.unwrap(),
+        vec![key]
+    );
+    let me = Browser::from_csrf("csrf-rot");
+    let id = old.flows.create(me, "rot".into()).await.unwrap();
+    assert_eq!(
+        new.flows.take(&id, me).await.unwrap().as_deref(),
+        Some("rot")
+    );
+    old.tokens.put(me, Secret::new("captcha-rot"), 300).await;
+    assert_eq!(
+        new.tokens.get(me).await.unwrap().unwrap().expose(),
+        "captcha-rot"
+    );
+    let ip = format!("10.9.9.{}", rand_byte());
+    old.limits.password("uid:rot", &ip).await.unwrap();
+    old.limits.password("uid:rot", &ip).await.unwrap();
+    assert_eq!(
+        wait(new.limits.password("uid:rot", &ip).await.unwrap_err()).0,
+        "password_user"
+    );
+}
+
 async fn suite(config: Option<&str>) {
     let clock = Arc::new(ManualClock::default());
     let (a, b) = replicas(config, clock.clone());
@@ -469,6 +514,9 @@ async fn suite(config: Option<&str>) {
     limits_case(&a, &b, &clock, shared).await;
     tokens(&a, &b, &clock, shared).await;
     lock(&a, &b).await;
+    if let Some(config) = config {
+        rotation(config).await;
+    }
 }
 
 #[actix_web::test]

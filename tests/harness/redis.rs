@@ -364,7 +364,8 @@ impl Sentinels {
             );
             std::thread::sleep(Duration::from_millis(300));
             let now = self.master_port();
-            if now != before && cli(now, &[], &["ROLE"]).starts_with("master") {
+            let auth = ["-a", SENTINEL_DATA_PASSWORD, "--no-auth-warning"].map(String::from);
+            if now != before && cli(now, &auth, &["ROLE"]).starts_with("master") {
                 return;
             }
             assert!(started.elapsed() < Duration::from_secs(40), "no failover");
@@ -372,21 +373,38 @@ impl Sentinels {
     }
 }
 
+/// The data servers' password in the sentinel topology (the sentinels have none).
+pub const SENTINEL_DATA_PASSWORD: &str = "data-node-pass-1";
+
 pub fn sentinel() -> Sentinels {
     let dir = tempfile::tempdir().unwrap();
+    let auth: Vec<String> = ["-a", SENTINEL_DATA_PASSWORD, "--no-auth-warning"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let secured = |port: u16| {
+        let mut args = base(dir.path(), port);
+        args.extend([
+            "--requirepass".to_string(),
+            SENTINEL_DATA_PASSWORD.into(),
+            "--masterauth".into(),
+            SENTINEL_DATA_PASSWORD.into(),
+        ]);
+        args
+    };
     let master = free_port();
-    let m = spawn(dir.path(), master, &base(dir.path(), master), &[]);
+    let m = spawn(dir.path(), master, &secured(master), &auth);
     let replica = free_port();
-    let mut args = base(dir.path(), replica);
+    let mut args = secured(replica);
     args.extend([
         "--replicaof".to_string(),
         "127.0.0.1".into(),
         master.to_string(),
     ]);
-    let r = spawn(dir.path(), replica, &args, &[]);
+    let r = spawn(dir.path(), replica, &args, &auth);
     // Wait until the replica is in sync, so a failover can pick it.
     let started = Instant::now();
-    while !cli(replica, &[], &["INFO", "replication"]).contains("master_link_status:up") {
+    while !cli(replica, &auth, &["INFO", "replication"]).contains("master_link_status:up") {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "replica never synced"
@@ -403,7 +421,7 @@ pub fn sentinel() -> Sentinels {
         std::fs::write(
             &conf,
             format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor gwmaster 127.0.0.1 {master} 2\nsentinel down-after-milliseconds gwmaster 1000\nsentinel failover-timeout gwmaster 4000\nsentinel parallel-syncs gwmaster 1\n",
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor gwmaster 127.0.0.1 {master} 2\nsentinel auth-pass gwmaster {SENTINEL_DATA_PASSWORD}\nsentinel down-after-milliseconds gwmaster 1000\nsentinel failover-timeout gwmaster 4000\nsentinel parallel-syncs gwmaster 1\n",
                 sdir.display()
             ),
         )
@@ -442,9 +460,13 @@ pub fn sentinel() -> Sentinels {
             name: "sentinel",
             servers: vec![m, r],
             config: format!(
-                "redis_use_sentinel = true\nredis_sentinel_master_name = \"gwmaster\"\nredis_sentinel_connection_urls = [{urls}]\nredis_connection_url = \"redis://127.0.0.1:{master}/2\"\n"
+                "redis_use_sentinel = true\nredis_sentinel_master_name = \"gwmaster\"\nredis_sentinel_connection_urls = [{urls}]\nredis_connection_url = \"redis://127.0.0.1:{master}/2\"\nredis_password = \"{SENTINEL_DATA_PASSWORD}\"\n"
             ),
-            cli: vec!["-n".into(), "2".into()],
+            cli: {
+                let mut c = auth.clone();
+                c.extend(["-n".to_string(), "2".into()]);
+                c
+            },
             dir,
         },
         sentinel_ports: ports,
