@@ -7,6 +7,11 @@ table of the throughput runs, then the memory, refresh-storm, provider-callback 
 measurements. The flows of the callback measurement are bounded by a deadline (30 s to prepare)
 and a count (CALLBACKS, default 3000), each request by a 10 s timeout.
 
+A last part (alone with ONLY=shared_state) runs the gateway with its state in Redis (a redis-server started here): the proxied
+request in Redis mode against memory mode, the delay until a sign-out on one replica is
+honoured by another, provider callbacks per second in Redis mode, and the Redis memory per
+session (MEMORY USAGE of its keys) beyond the tokens.
+
 Scenarios (wrk, 64 connections, RUN_SECS per run, ROUNDS rounds interleaved):
   direct            the static backend (nginx) itself
   nginx proxy       nginx proxy_pass with a keepalive upstream -> backend
@@ -273,6 +278,9 @@ def run():
     wait_http(backend_url + "/")
 
     emu, emu_url = start_emulator()
+    if os.environ.get("ONLY") == "shared_state":
+        shared_state(emu_url, backend_url)
+        return
     gw, gw_url, _ = start_gateway(emu_url, backend_url)
     gw_port = urllib.parse.urlsplit(gw_url).port
     cookie = sign_in(gw_url, "bench", "bench-password-1")
@@ -386,6 +394,7 @@ def run():
     refresh_storm(backend_url)
     provider_callbacks(backend_url)
     startup(emu_url, backend_url)
+    shared_state(emu_url, backend_url)
 
 
 def memory(emu_url, backend_url):
@@ -497,17 +506,19 @@ def header(r, name):
     return [v for k, v in r.getheaders() if k.lower() == name]
 
 
-def provider_callbacks(backend_url):
+def provider_callbacks(backend_url, extra="", label=""):
     """Requests/s of the provider callback: state check and spend, provider/token and
     signin/with/provider at the emulator, the session, the 302. The flows are prepared first
     (start → the emulator's consent → a code), then only the callbacks are timed. A fresh
     emulator: the one the memory run filled with 100,000 guests looks users up slowly."""
-    print("\n## Provider sign-in callback\n")
+    if not label:
+        print("\n## Provider sign-in callback\n")
     emu, emu_url = start_emulator()
     emu_pid = emu.pid
     # Every flow starts from this one address: the per-client limit of starts is off here.
-    gw, url, _ = start_gateway(emu_url, backend_url, extra='providers = ["github"]\nrate_limit_start_per_ip = "off"',
-                               name="gateway-provider")
+    gw, url, _ = start_gateway(emu_url, backend_url,
+                               extra='providers = ["github"]\nrate_limit_start_per_ip = "off"\n' + extra,
+                               name="gateway-provider" + label.replace(" ", "-"))
     gu = urllib.parse.urlsplit(url)
     eu = urllib.parse.urlsplit(emu_url)
     lock = threading.Lock()
@@ -579,12 +590,154 @@ def provider_callbacks(backend_url):
     emu_cpu = (cpu_secs([emu_pid]) - before_emu) * 1e6 / max(len(latencies), 1)
     latencies.sort()
     pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-    print(f"{len(latencies):,} callbacks prepared beforehand (start → consent → code), then sent by 16 "
+    print(f"{label}{len(latencies):,} callbacks prepared beforehand (start → consent → code), then sent by 16 "
           f"keep-alive Python clients: **{len(latencies) / elapsed:,.0f} callbacks/s**, p50 {pct(0.5):.2f} ms, "
           f"p99 {pct(0.99):.2f} ms; results {statuses}. CPU per callback: gateway {gw_cpu:.0f} µs, "
           f"emulator {emu_cpu:.0f} µs (it signs an RS256 access token for each).")
     os.killpg(gw.pid, signal.SIGKILL)
     os.killpg(emu.pid, signal.SIGKILL)
+    return len(latencies) / elapsed
+
+
+def start_redis():
+    port = free_port()
+    p = spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", WORK, "--logfile", os.path.join(WORK, "redis.log")], "redis")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            out = subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True, text=True).stdout
+            if "PONG" in out:
+                return p, port
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def redis_cli(port, *args):
+    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True).stdout
+
+
+def sign_out(gw, cookie):
+    """The sign-out form: GET for the CSRF token, then POST."""
+    u = urllib.parse.urlsplit(gw)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    c.request("GET", "/__auth/sign_out", headers={"Accept": "text/html", "Cookie": cookie})
+    r = c.getresponse()
+    html = r.read().decode()
+    csrf_cookie = [v for k, v in r.getheaders() if k.lower() == "set-cookie" and "_csrf=" in v][0].split(";")[0]
+    token = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    c.request("POST", "/__auth/sign_out", body=urllib.parse.urlencode({"csrf": token, "rd": "/"}),
+              headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html",
+                       "Cookie": f"{cookie}; {csrf_cookie}"})
+    r = c.getresponse()
+    r.read()
+    if r.status != 302:
+        raise RuntimeError(f"sign-out failed: {r.status}")
+
+
+def shared_state(emu_url, backend_url):
+    """The gateway with its state in Redis, against memory mode."""
+    print("\n## Shared state in Redis\n")
+    redis, port = start_redis()
+    store = f'session_store_type = "redis"\nredis_connection_url = "redis://127.0.0.1:{port}/0"\n'
+    mem, mem_url, _ = start_gateway(emu_url, backend_url, name="gateway-memory")
+    red, red_url, _ = start_gateway(emu_url, backend_url, extra=store, name="gateway-redis")
+    red_b, red_b_url, _ = start_gateway(emu_url, backend_url, extra=store, name="gateway-redis-b")
+    mem_cookie = sign_in(mem_url, "bench", "bench-password-1")
+    red_cookie = sign_in(red_url, "bench", "bench-password-1")
+    runs = {"memory": [], "redis": []}
+    for rnd in range(ROUNDS):
+        for name, url, cookie, pid in [("memory", mem_url, mem_cookie, mem.pid), ("redis", red_url, red_cookie, red.pid)]:
+            pids = [pid] + ([redis.pid] if name == "redis" else [])
+            before = cpu_secs(pids)
+            r = wrk(url + "/", [f"Cookie: {cookie}"])
+            r["cpu_us"] = (cpu_secs(pids) - before) * 1e6 / max(r["requests"], 1)
+            runs[name].append(r)
+            log(f"  round {rnd + 1} gateway proxy, session in {name}: {r['rps']:.0f} req/s, "
+                f"p99 {r['p99'] / 1000:.2f} ms, errors {r['errors'] + r['status']}")
+    med = lambda name, key: statistics.median(x[key] for x in runs[name])
+    print(f"wrk -t2 -c{CONNECTIONS} -d{RUN_SECS}s, {ROUNDS} rounds interleaved, the proxied request with a "
+          "session check and bearer injection; CPU counts the gateway and, in Redis mode, redis-server.\n")
+    print("| session store | req/s median (min–max) | p50 ms | p99 ms | CPU µs/req | errors |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in ["memory", "redis"]:
+        rs = [x["rps"] for x in runs[name]]
+        errors = sum(x["errors"] + x["status"] for x in runs[name])
+        print(f"| {name} | {statistics.median(rs):,.0f} ({min(rs):,.0f}–{max(rs):,.0f}) | {med(name, 'p50') / 1000:.2f} "
+              f"| {med(name, 'p99') / 1000:.2f} | {med(name, 'cpu_us'):.1f} | {errors} |")
+    ratio = med("redis", "rps") / med("memory", "rps")
+
+    # A sign-out on replica A, then requests on replica B until it refuses the cookie.
+    cookie = sign_in(red_url, "bench", "bench-password-1")
+    bu = urllib.parse.urlsplit(red_b_url)
+    b = http.client.HTTPConnection(bu.hostname, bu.port, timeout=10)
+
+    def status_on_b():
+        b.request("GET", "/", headers={"Cookie": cookie, "Accept": "application/json"})
+        r = b.getresponse()
+        r.read()
+        return r.status
+
+    assert status_on_b() == 200
+    t0 = time.perf_counter()
+    sign_out(red_url, cookie)
+    signed_out = time.perf_counter()
+    polls = 0
+    while status_on_b() != 401 and polls < 10000:
+        polls += 1
+    honoured_ms = (time.perf_counter() - signed_out) * 1000
+    log(f"  sign-out took {(signed_out - t0) * 1000:.1f} ms; B refused after {polls} more requests")
+
+    # Redis memory per session: guests on an anonymous_auto_sign_in route, then MEMORY USAGE.
+    guests, g_url, _ = start_gateway(emu_url, backend_url, extra=store + f"""rate_limit_anonymous_per_ip = "off"
+[[routes]]
+path = "/"
+upstream = "{backend_url}"
+anonymous_auto_sign_in = true
+""", name="gateway-redis-guests")
+    gu = urllib.parse.urlsplit(g_url)
+    g = http.client.HTTPConnection(gu.hostname, gu.port, timeout=10)
+    made = 0
+    for _ in range(500):
+        g.request("GET", "/", headers={"Sec-Fetch-Mode": "navigate", "Accept": "text/html"})
+        r = g.getresponse()
+        r.read()
+        made += any(k.lower() == "set-cookie" and v.startswith("cbgw_session=") for k, v in r.getheaders())
+    eu = urllib.parse.urlsplit(emu_url)
+    c = http.client.HTTPConnection(eu.hostname, eu.port)
+    c.request("POST", "/auth/v1/signin/anonymously?client_id=bench-env", body="{}",
+              headers={"x-device-id": "0123456789abcdef0123456789abcdef"})
+    t = json.loads(c.getresponse().read())
+    token_bytes = len(t["access_token"]) + len(t["refresh_token"])
+    records = [k for k in redis_cli(port, "--scan", "--pattern", "cbgw:{*}:s").split() if k]
+    indexes = [k for k in redis_cli(port, "--scan", "--pattern", "cbgw:u:*").split() if k]
+    usage = lambda keys: sum(int(redis_cli(port, "MEMORY", "USAGE", k).strip() or 0) for k in keys)
+    rec_bytes = usage(records) / max(len(records), 1)
+    idx_bytes = usage(indexes) / max(len(records), 1)
+    os.killpg(guests.pid, signal.SIGKILL)
+    for p in [mem, red, red_b]:
+        os.killpg(p.pid, signal.SIGKILL)
+
+    print(f"\nA sign-out on replica A is honoured by replica B on B's next request: "
+          f"**{honoured_ms:.1f} ms** after A answered ({polls} requests on B in between; no local cache "
+          "in front of Redis, so there is nothing to expire).\n")
+    print(f"Redis memory per session ({len(records)} guest sessions from {made} navigations): record "
+          f"{rec_bytes:,.0f} B + user index {idx_bytes:,.0f} B = {rec_bytes + idx_bytes:,.0f} B; tokens "
+          f"{token_bytes} B (sealed, with the JSON around them); **{rec_bytes + idx_bytes - token_bytes:,.0f} B "
+          "beyond the tokens** (target ≤ 1 KiB).\n")
+    cps_mem = provider_callbacks(backend_url, label="Memory mode: ")
+    print()
+    cps_red = provider_callbacks(backend_url, extra=store, label="Redis mode: ")
+    print("\n| target | measured | met |")
+    print("| --- | --- | --- |")
+    print(f"| proxied request, Redis ≥ 0.9× memory | {ratio:.2f} | {'yes' if ratio >= 0.9 else 'NO'} |")
+    print(f"| Redis memory per session beyond the tokens ≤ 1 KiB | {rec_bytes + idx_bytes - token_bytes:,.0f} B "
+          f"| {'yes' if rec_bytes + idx_bytes - token_bytes <= 1024 else 'NO'} |")
+    print(f"| provider callbacks, Redis vs memory | {cps_red:,.0f} vs {cps_mem:,.0f}/s ({cps_red / max(cps_mem, 1):.2f}×) | — |")
+    print(f"| sign-out honoured by another replica within 1 s | {honoured_ms:.1f} ms | {'yes' if honoured_ms <= 1000 else 'NO'} |")
+    os.killpg(redis.pid, signal.SIGKILL)
 
 
 def startup(emu_url, backend_url):

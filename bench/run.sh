@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the benchmarks: installs nginx and wrk (Debian) when missing, builds the release
+# Runs the benchmarks: installs nginx, wrk and redis-server (Debian) when missing, builds the release
 # binary, then bench/bench.py prints the tables (markdown) on stdout; progress goes to stderr.
 #   ROUNDS=3 RUN_SECS=10 CONNECTIONS=64 SESSIONS=10000,100000 bench/run.sh
 set -euo pipefail
@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== apt-get install ${missing[*]}" >&2
   sudo_cmd=""

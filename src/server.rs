@@ -160,6 +160,7 @@ pub fn build_with(
             deps.entropy.clone(),
             // The lease outlives a refresh call that runs to its deadline, and is renewed.
             config.cloudbase.timeout + Duration::from_secs(5),
+            Some(config.session.capacity),
         )),
     };
     let sessions = SessionManager::new(

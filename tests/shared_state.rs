@@ -205,8 +205,21 @@ async fn sessions_survive_a_restart() {
         .starts_with("Bearer ey"));
 }
 
+/// Set when anything in this test process panics (a handler's panic becomes a 500 that a
+/// status check alone could miss if it raced).
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn watch_for_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+        default(info);
+    }));
+}
+
 #[actix_web::test]
 async fn redis_paused_killed_and_restarted_empty() {
+    watch_for_panics();
     let mut redis = redis_servers::standalone();
     let routes = "[[routes]]\npath = \"/pub\"\npolicy = \"public\"\n";
     let a = start(&redis_config(&redis, routes)).await;
@@ -217,6 +230,8 @@ async fn redis_paused_killed_and_restarted_empty() {
     // Paused: protected requests get 503 (JSON for API callers, a page for navigations),
     // the cookie stays, public routes and /ping are served, /ready says 503.
     redis.servers[0].signal("-STOP");
+    // Past the near cache's half second (by the gateway's clock), so Redis is asked.
+    a.clock.advance(Duration::from_secs(1));
     let (st, cookies) = api(&br, "/dash").await;
     assert_eq!(st, 503);
     assert!(
@@ -290,6 +305,10 @@ async fn redis_paused_killed_and_restarted_empty() {
     assert!(signed_out, "an emptied store means signing in again");
     let again = a.signed_in("alice", "alice-pass-1").await;
     assert_eq!(api(&again, "/dash").await.0, 200);
+    assert!(
+        !PANICKED.load(std::sync::atomic::Ordering::SeqCst),
+        "nothing panicked"
+    );
 }
 
 #[actix_web::test]
@@ -389,4 +408,100 @@ async fn the_start_up_log_names_the_store_without_credentials() {
         metrics.contains("cloudbase_gateway_store_duration_seconds_count{op=\"session_get\"}"),
         "{metrics}"
     );
+}
+
+// ----- real `serve` processes -----
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudbase-gateway");
+
+/// A `cloudbase-gateway serve` process, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve` on `port` with `text` and waits (bounded) until `/ping` answers.
+async fn serve(text: &str, port: u16) -> Serve {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        format!("listen = \"127.0.0.1:{port}\"\nlog_level = \"warn\"\n{text}").as_bytes(),
+    )
+    .unwrap();
+    let child = std::process::Command::new(BIN)
+        .env_clear()
+        .args(["serve", "--config", f.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(f.path().with_extension("log")).unwrap())
+        .spawn()
+        .unwrap();
+    // Killed and reaped when dropped, whatever happens below.
+    let serve = Serve {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _config: f,
+    };
+    let client = awc::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{}/ping", serve.url)).send().await {
+            if r.status() == 200 {
+                return serve;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let log =
+        std::fs::read_to_string(serve._config.path().with_extension("log")).unwrap_or_default();
+    panic!("serve did not start on {port}: {log}");
+}
+
+#[actix_web::test]
+async fn two_serve_processes_share_one_redis_and_survive_a_restart() {
+    let redis = redis_servers::standalone();
+    let mut opts = cloudbase_gateway::emulator::EmulatorOptions::new("test-env");
+    opts.users = common::default_users();
+    let env = common::start_with(opts, Duration::from_secs(2));
+    let upstream = harness::spawn_upstream();
+    let (port_a, port_b) = (redis_servers::free_port(), redis_servers::free_port());
+    // One configuration for both, as behind a load balancer: A's address is the public one.
+    let text = format!(
+        "env_id = \"test-env\"\npublic_url = \"http://127.0.0.1:{port_a}\"\ninsecure_cookie = true\napi_origin = \"{}\"\nupstream = \"{upstream}\"\nsign_in_methods = [\"password\"]\nsign_up = false\n{}",
+        env.emu.url,
+        redis_config(&redis, "")
+    );
+    let a = serve(&text, port_a).await;
+    let b = serve(&text, port_b).await;
+    let on_a = harness::browser(&a.url);
+    let page = on_a.password_sign_in("alice", "alice-pass-1", "/").await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let on_b = on_a.on(&b.url);
+    let (st, seen) = on_b.upstream("/dash").await;
+    assert_eq!(st, 200, "a cookie from process A works on process B");
+    assert!(seen["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer ey"));
+
+    // B restarted with the same configuration: the cookie from before still works.
+    drop(b);
+    let b = serve(&text, port_b).await;
+    assert_eq!(on_b.upstream("/dash").await.0, 200, "kept across a restart");
+
+    // Signed out on A: B refuses the cookie on its next request.
+    assert_eq!(on_a.get("/__auth/sign_out").await.status, 200);
+    assert_eq!(
+        on_a.post("/__auth/sign_out", &[("rd", "/")]).await.status,
+        302
+    );
+    assert_eq!(api(&on_b, "/dash").await.0, 401);
+    drop(b);
+    drop(a);
 }

@@ -118,6 +118,9 @@ fn replicas_with(config: Option<&str>, clock: SharedClock, rotated: bool) -> (Re
             clock.clone(),
             entropy.clone(),
             Duration::from_secs(5),
+            // The near cache has its own test: here every read must see the other replica's
+            // writes at once.
+            None,
         ));
         Replica {
             redis: Some(redis.clone()),
@@ -555,4 +558,132 @@ async fn redis_sentinel() {
 async fn redis_cluster() {
     let t = redis_servers::cluster();
     suite(Some(&t.config)).await;
+}
+
+/// Two replicas with near caches on `config`: a record cached on A is dropped as soon as B
+/// changes or deletes it (the clock never moves here, so only the invalidation can do it).
+async fn near_cache(config: &str) {
+    let clock = Arc::new(ManualClock::default());
+    let (a, _) = replicas(Some(config), clock.clone());
+    let redis = a.redis.clone().unwrap();
+    let entropy: SharedEntropy = Arc::new(OsEntropy);
+    let store = |r: &Arc<Redis>| {
+        RedisSessionStore::new(
+            r.clone(),
+            clock.clone(),
+            entropy.clone(),
+            Duration::from_secs(5),
+            Some(1000),
+        )
+    };
+    let near_a = store(&redis);
+    let near_b = store(&redis);
+    let key = handle();
+    // Wait (bounded) until A's subscription is up: a record read is then kept.
+    near_a
+        .put(&key, record(&clock, "near-user", "tok-1"))
+        .await
+        .unwrap();
+    let mut tries = 0;
+    loop {
+        assert!(near_a.get(&key).await.unwrap().is_some());
+        let raw = redis_servers_delete_behind(&redis, &near_a, &key).await;
+        if raw {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 200, "the near cache never came up");
+        near_a
+            .put(&key, record(&clock, "near-user", "tok-1"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Cached on A; B rewrites it: A drops its copy when B's message arrives.
+    near_a
+        .put(&key, record(&clock, "near-user", "tok-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        near_a
+            .get(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose(),
+        "tok-1"
+    );
+    let mut next = record(&clock, "near-user", "tok-2");
+    next.version = 2;
+    assert!(near_b.compare_and_swap(&key, 1, next).await.unwrap());
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = near_a
+            .get(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose()
+            .to_string();
+        if seen == "tok-2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen, "tok-2", "B's change reached A's near cache");
+    // B signs the session out: A refuses it once the message arrives.
+    near_b.delete(&key).await.unwrap();
+    let mut gone = false;
+    for _ in 0..200 {
+        if near_a.get(&key).await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(gone, "a sign-out on B is honoured by A");
+    // The refresh path reads past the cache.
+    near_a
+        .put(&key, record(&clock, "near-user", "tok-3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        near_a
+            .get_uncached(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose(),
+        "tok-3"
+    );
+}
+
+/// Whether A serves `key` from its near cache: the record is deleted behind the stores'
+/// backs (straight in Redis, no message), and A still has it.
+async fn redis_servers_delete_behind(
+    redis: &Redis,
+    a: &RedisSessionStore,
+    key: &SessionKey,
+) -> bool {
+    let name = a.lock_name(key).replace(":lock", ":s");
+    let _: i64 = redis
+        .query("test", redis::cmd("DEL").arg(&name))
+        .await
+        .unwrap();
+    a.get(key).await.unwrap().is_some()
+}
+
+#[actix_web::test]
+async fn near_cache_standalone() {
+    let t = redis_servers::standalone();
+    near_cache(&t.config).await;
+}
+
+#[actix_web::test]
+async fn near_cache_cluster() {
+    let t = redis_servers::cluster();
+    near_cache(&t.config).await;
 }

@@ -214,8 +214,9 @@ impl SessionManager {
         }
         let key = loaded.key;
         let _lock = self.store.refresh_lock(&key).await?;
-        // Whoever held the lock before us may have refreshed already.
-        let Some(current) = self.store.get(&key).await? else {
+        // Whoever held the lock before us (here or on another replica) may have refreshed
+        // already: read past any cache.
+        let Some(current) = self.store.get_uncached(&key).await? else {
             return Err(FreshError::Ended);
         };
         let now = self.clock.unix_secs();

@@ -7,6 +7,7 @@
 pub mod cookie;
 pub mod manager;
 pub mod memory;
+pub mod near;
 pub mod redis;
 
 use actix_web::http::header::HeaderValue;
@@ -228,6 +229,17 @@ pub trait SessionStore: Send + Sync + 'static {
         &'a self,
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>>;
+
+    /// The record under `key` as the backend holds it now, past any cache in front of it
+    /// (what a refresh decides on, once it holds the lock).
+    ///
+    /// Fails only when the backend is unreachable.
+    fn get_uncached<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
+        self.get(key)
+    }
 
     /// Stores `record` under `key`, replacing any record; it lives until
     /// `record.refresh_expires_at`.

@@ -10,7 +10,8 @@
 //!   everywhere"; dead members are dropped when it is read.
 //!
 //! A record's own `refresh_expires_at` decides whether it is alive (by the injected clock);
-//! the Redis TTLs only collect garbage.
+//! the Redis TTLs only collect garbage. Reads go through the near cache ([`super::near`]):
+//! every write here announces itself on `Pinvalidate`, so other replicas drop their copy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use futures_util::FutureExt;
 use redis::Script;
 
 use super::memory::LocalLocks;
+use super::near::{self, NearCache};
 use super::{RefreshLock, SessionKey, SessionRecord, SessionStore, StoreError};
 use crate::clock::SharedClock;
 use crate::entropy::SharedEntropy;
@@ -61,6 +63,8 @@ pub struct RedisSessionStore {
     cas: Script,
     unlock: Arc<Script>,
     renew: Arc<Script>,
+    /// Records read in the last half second, dropped on any replica's change ([`near`]).
+    near: Option<Arc<NearCache>>,
 }
 
 /// The owner of a cross-replica lock.
@@ -95,13 +99,25 @@ impl Drop for Held {
 }
 
 impl RedisSessionStore {
-    /// Sessions in `redis`, with refresh locks leased for `lease`.
+    /// Sessions in `redis`, with refresh locks leased for `lease`, and a near cache of at most
+    /// `near_capacity` records (`None`: every read goes to Redis).
     pub fn new(
         redis: Arc<Redis>,
         clock: SharedClock,
         entropy: SharedEntropy,
         lease: Duration,
+        near_capacity: Option<u64>,
     ) -> RedisSessionStore {
+        let near = near_capacity.map(|capacity| {
+            let cache = Arc::new(NearCache::new(
+                capacity,
+                format!("{}invalidate", redis.prefix()),
+                entropy.hex_id(),
+                clock.clone(),
+            ));
+            near::listen(Arc::downgrade(&cache), redis.clone());
+            cache
+        });
         RedisSessionStore {
             redis,
             clock,
@@ -111,6 +127,51 @@ impl RedisSessionStore {
             cas: Script::new(CAS),
             unlock: Arc::new(Script::new(UNLOCK)),
             renew: Arc::new(Script::new(RENEW)),
+            near,
+        }
+    }
+
+    /// Tells the other replicas (and this one's near cache) that session `key` changed.
+    /// Best effort: a lost message is bounded by the near cache's lifetime.
+    async fn changed(&self, key: &SessionKey) {
+        let Some(near) = &self.near else { return };
+        near.forget(key.id());
+        let _: Result<i64, _> = self
+            .redis
+            .query(
+                "session_invalidate",
+                redis::cmd("PUBLISH")
+                    .arg(near.channel())
+                    .arg(near.message(key.id())),
+            )
+            .await;
+    }
+
+    /// The record under `key` read from Redis itself (and kept in the near cache).
+    async fn read(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        if key.seal_key().is_none() {
+            return Ok(None);
+        }
+        let generation = self.near.as_ref().map(|n| n.generation());
+        let name = self.record_key(key);
+        let value: Option<Vec<u8>> = self
+            .redis
+            .query("session_get", redis::cmd("GET").arg(&name))
+            .await?;
+        let Some(value) = value else { return Ok(None) };
+        match self.decode(&name, key, &value) {
+            Some(r) if r.refresh_expires_at > self.clock.unix_secs() => {
+                let r = Arc::new(r);
+                if let (Some(near), Some(g)) = (&self.near, generation) {
+                    near.fill(key.id(), r.clone(), g);
+                }
+                Ok(Some(r))
+            }
+            Some(_) => Ok(None),
+            None => {
+                tracing::warn!(session = ?key, "a stored session does not open; ignoring it");
+                Ok(None)
+            }
         }
     }
 
@@ -253,25 +314,23 @@ impl SessionStore for RedisSessionStore {
         key: &'a SessionKey,
     ) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
         async move {
-            if key.seal_key().is_none() {
-                return Ok(None);
-            }
-            let name = self.record_key(key);
-            let value: Option<Vec<u8>> = self
-                .redis
-                .query("session_get", redis::cmd("GET").arg(&name))
-                .await?;
-            let Some(value) = value else { return Ok(None) };
-            match self.decode(&name, key, &value) {
-                Some(r) if r.refresh_expires_at > self.clock.unix_secs() => Ok(Some(Arc::new(r))),
-                Some(_) => Ok(None),
-                None => {
-                    tracing::warn!(session = ?key, "a stored session does not open; ignoring it");
-                    Ok(None)
+            if key.seal_key().is_some() {
+                if let Some(r) = self.near.as_ref().and_then(|n| n.get(key.id())) {
+                    if r.refresh_expires_at > self.clock.unix_secs() {
+                        return Ok(Some(r));
+                    }
                 }
             }
+            self.read(key).await
         }
         .boxed()
+    }
+
+    fn get_uncached<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Result<Option<Arc<SessionRecord>>, StoreError>> {
+        self.read(key).boxed()
     }
 
     fn put<'a>(
@@ -293,6 +352,7 @@ impl SessionStore for RedisSessionStore {
                     redis::cmd("SET").arg(&name).arg(value).arg("PX").arg(ttl),
                 )
                 .await?;
+            self.changed(key).await;
             Ok(())
         }
         .boxed()
@@ -307,6 +367,7 @@ impl SessionStore for RedisSessionStore {
                     redis::cmd("DEL").arg(self.record_key(key)),
                 )
                 .await?;
+            self.changed(key).await;
             Ok(())
         }
         .boxed()
@@ -335,6 +396,9 @@ impl SessionStore for RedisSessionStore {
                     &[expected.as_bytes(), &value, ttl.as_bytes()],
                 )
                 .await?;
+            if n == 1 {
+                self.changed(key).await;
+            }
             Ok(n == 1)
         }
         .boxed()

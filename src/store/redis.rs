@@ -226,88 +226,12 @@ impl Redis {
                     .map_err(|_| failed("standalone"))?;
                 Ok(Conn::Single(m))
             }
-            RedisTopology::Sentinel {
-                master,
-                sentinels,
-                password,
-                db,
-                tls,
-                master_url,
-            } => {
-                // Ask each sentinel in turn for the master, as sentinel clients do.
-                for s in sentinels {
-                    let Ok(mut info) = self.info_for(s, Some(0), false) else {
-                        continue;
-                    };
-                    if let Some(p) = password {
-                        let rs = info.redis_settings().clone().set_password(p.expose());
-                        info = info.set_redis_settings(rs);
-                    }
-                    let Ok(sc) = self.client(info, s.0.scheme() == "rediss") else {
-                        continue;
-                    };
-                    let Ok(Ok(mut c)) = tokio::time::timeout(
-                        self.settings.timeout,
-                        sc.get_multiplexed_async_connection(),
-                    )
+            RedisTopology::Sentinel { .. } => {
+                let client = self.sentinel_master().await?;
+                let m = ConnectionManager::new_with_config(client, self.manager_config())
                     .await
-                    else {
-                        continue;
-                    };
-                    let answer: Result<Result<Vec<String>, _>, _> = tokio::time::timeout(
-                        self.settings.timeout,
-                        redis::cmd("SENTINEL")
-                            .arg("get-master-addr-by-name")
-                            .arg(master)
-                            .query_async(&mut c),
-                    )
-                    .await;
-                    let Ok(Ok(addr)) = answer else { continue };
-                    let [host, port] = addr.as_slice() else {
-                        continue;
-                    };
-                    let Ok(port) = port.parse::<u16>() else {
-                        continue;
-                    };
-                    let scheme = if *tls { "rediss" } else { "redis" };
-                    let host = if host.contains(':') {
-                        format!("[{host}]")
-                    } else {
-                        host.clone()
-                    };
-                    let Ok(mut url) = url::Url::parse(&format!("{scheme}://{host}:{port}/{db}"))
-                    else {
-                        continue;
-                    };
-                    // The master's credentials as redis_connection_url gives them (the
-                    // redis_username / redis_password keys override them below).
-                    if let Some(m) = master_url {
-                        let _ = url.set_username(m.0.username());
-                        let _ = url.set_password(m.0.password());
-                    }
-                    let client =
-                        self.client(self.connection_info(&RedisUrl(url), Some(*db))?, *tls)?;
-                    let Ok(m) =
-                        ConnectionManager::new_with_config(client, self.manager_config()).await
-                    else {
-                        continue;
-                    };
-                    // A master just demoted still answers for a moment: make sure.
-                    let mut check = m.clone();
-                    let role: Result<Result<Vec<Value>, _>, _> = tokio::time::timeout(
-                        self.settings.timeout,
-                        redis::cmd("ROLE").query_async(&mut check),
-                    )
-                    .await;
-                    match role {
-                        Ok(Ok(v)) if matches!(v.first(), Some(Value::BulkString(b)) if b == b"master") =>
-                        {
-                            return Ok(Conn::Single(m));
-                        }
-                        _ => continue,
-                    }
-                }
-                Err(failed("sentinel"))
+                    .map_err(|_| failed("sentinel master"))?;
+                Ok(Conn::Single(m))
             }
             RedisTopology::Cluster(urls) => {
                 let mut infos = Vec::new();
@@ -334,6 +258,124 @@ impl Redis {
                     .await
                     .map_err(|_| failed("cluster"))?;
                 Ok(Conn::Cluster(c))
+            }
+        }
+    }
+
+    /// A client for the master the sentinels name now, checked with `ROLE` (a master just
+    /// demoted still answers for a moment).
+    ///
+    /// Fails when no sentinel names a master that says it is one.
+    async fn sentinel_master(&self) -> Result<redis::Client, StoreError> {
+        let RedisTopology::Sentinel {
+            master,
+            sentinels,
+            password,
+            db,
+            tls,
+            master_url,
+        } = &self.settings.topology
+        else {
+            return Err(StoreError("not a sentinel topology".into()));
+        };
+        // Ask each sentinel in turn for the master, as sentinel clients do.
+        for s in sentinels {
+            let Ok(mut info) = self.info_for(s, Some(0), false) else {
+                continue;
+            };
+            if let Some(p) = password {
+                let rs = info.redis_settings().clone().set_password(p.expose());
+                info = info.set_redis_settings(rs);
+            }
+            let Ok(sc) = self.client(info, s.0.scheme() == "rediss") else {
+                continue;
+            };
+            let Ok(Ok(mut c)) =
+                tokio::time::timeout(self.settings.timeout, sc.get_multiplexed_async_connection())
+                    .await
+            else {
+                continue;
+            };
+            let answer: Result<Result<Vec<String>, _>, _> = tokio::time::timeout(
+                self.settings.timeout,
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(master)
+                    .query_async(&mut c),
+            )
+            .await;
+            let Ok(Ok(addr)) = answer else { continue };
+            let [host, port] = addr.as_slice() else {
+                continue;
+            };
+            let Ok(port) = port.parse::<u16>() else {
+                continue;
+            };
+            let scheme = if *tls { "rediss" } else { "redis" };
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            };
+            let Ok(mut url) = url::Url::parse(&format!("{scheme}://{host}:{port}/{db}")) else {
+                continue;
+            };
+            // The master's credentials as redis_connection_url gives them (the redis_username
+            // and redis_password keys override them).
+            if let Some(m) = master_url {
+                let _ = url.set_username(m.0.username());
+                let _ = url.set_password(m.0.password());
+            }
+            let client = self.client(self.connection_info(&RedisUrl(url), Some(*db))?, *tls)?;
+            let Ok(Ok(mut check)) = tokio::time::timeout(
+                self.settings.timeout,
+                client.get_multiplexed_async_connection(),
+            )
+            .await
+            else {
+                continue;
+            };
+            let role: Result<Result<Vec<Value>, _>, _> = tokio::time::timeout(
+                self.settings.timeout,
+                redis::cmd("ROLE").query_async(&mut check),
+            )
+            .await;
+            if matches!(role, Ok(Ok(v)) if matches!(v.first(), Some(Value::BulkString(b)) if b == b"master"))
+            {
+                return Ok(client);
+            }
+        }
+        Err(StoreError("redis connect (sentinel)".into()))
+    }
+
+    /// A client for a dedicated publish/subscribe connection: the server itself, the
+    /// sentinels' current master, or a cluster's first reachable node (cluster nodes pass
+    /// published messages to each other).
+    ///
+    /// Fails when none can be reached.
+    pub async fn pubsub_client(&self) -> Result<redis::Client, StoreError> {
+        match &self.settings.topology {
+            RedisTopology::Standalone(url) => {
+                self.client(self.connection_info(url, None)?, url.0.scheme() == "rediss")
+            }
+            RedisTopology::Sentinel { .. } => self.sentinel_master().await,
+            RedisTopology::Cluster(urls) => {
+                for u in urls {
+                    let Ok(client) =
+                        self.client(self.connection_info(u, None)?, u.0.scheme() == "rediss")
+                    else {
+                        continue;
+                    };
+                    if let Ok(Ok(_)) = tokio::time::timeout(
+                        self.settings.timeout,
+                        client.get_multiplexed_async_connection(),
+                    )
+                    .await
+                    {
+                        return Ok(client);
+                    }
+                }
+                Err(StoreError("redis pubsub (cluster)".into()))
             }
         }
     }

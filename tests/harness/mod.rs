@@ -192,16 +192,7 @@ impl Setup {
     }
 
     pub fn browser(&self) -> Browser {
-        Browser {
-            base: self.url.clone(),
-            http: awc::Client::builder()
-                .disable_redirects()
-                .timeout(Duration::from_secs(10))
-                .finish(),
-            jar: RefCell::new(BTreeMap::new()),
-            csrf: RefCell::new(String::new()),
-            lang: RefCell::new(None),
-        }
+        browser(&self.url)
     }
 
     /// The access and refresh tokens behind the browser's session (the opaque refresh token is
@@ -249,6 +240,20 @@ impl Setup {
             .find(|u| u["username"] == login || u["email"] == login || u["phone_number"] == login)
             .cloned()
             .unwrap_or(Value::Null)
+    }
+}
+
+/// A new browser talking to `base`.
+pub fn browser(base: &str) -> Browser {
+    Browser {
+        base: base.to_string(),
+        http: awc::Client::builder()
+            .disable_redirects()
+            .timeout(Duration::from_secs(10))
+            .finish(),
+        jar: RefCell::new(BTreeMap::new()),
+        csrf: RefCell::new(String::new()),
+        lang: RefCell::new(None),
     }
 }
 
