@@ -721,8 +721,8 @@ anonymous_auto_sign_in = true
         os.killpg(p.pid, signal.SIGKILL)
 
     print(f"\nA sign-out on replica A is honoured by replica B on B's next request: "
-          f"**{honoured_ms:.1f} ms** after A answered ({polls} requests on B in between; no local cache "
-          "in front of Redis, so there is nothing to expire).\n")
+          f"**{honoured_ms:.1f} ms** after A answered ({polls} requests on B in between: B's near cache "
+          "dropped its copy when A's invalidation arrived; at the latest it would after 500 ms).\n")
     print(f"Redis memory per session ({len(records)} guest sessions from {made} navigations): record "
           f"{rec_bytes:,.0f} B + user index {idx_bytes:,.0f} B = {rec_bytes + idx_bytes:,.0f} B; tokens "
           f"{token_bytes} B (sealed, with the JSON around them); **{rec_bytes + idx_bytes - token_bytes:,.0f} B "
