@@ -316,8 +316,10 @@ async fn sentinel_failover_keeps_sessions_and_flows() {
     let s = redis_servers::sentinel();
     let a = start(&redis_config(&s.topology, "")).await;
     let br = a.signed_in("alice", "alice-pass-1").await;
-    let sent = send_code(&a.browser(), "email", "email", "carol@example.com", "/").await;
+    let coder = a.browser();
+    let sent = send_code(&coder, "email", "email", "carol@example.com", "/carol").await;
     assert_eq!(sent.status, 302, "{}", sent.body);
+    let flow = harness::flow_of(&sent.location);
     // Let the replica catch up before the failover (replication is asynchronous).
     std::thread::sleep(Duration::from_millis(300));
     s.failover();
@@ -330,6 +332,16 @@ async fn sentinel_failover_keeps_sessions_and_flows() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "the session continues on the new master");
+    // The code sent before the failover is entered after it: the flow continues too.
+    let code = a.env.code_for("carol@example.com").await;
+    let done = coder
+        .post(
+            "/__auth/code",
+            &[("flow", &flow), ("code", &code), ("rd", "/carol")],
+        )
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, "/carol");
     // A write after the failover lands on the new master.
     let b2 = a.signed_in("bob", "bob-pass-1").await;
     assert_eq!(api(&b2, "/dash").await.0, 200);
