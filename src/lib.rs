@@ -10,6 +10,7 @@
 //! languages), [`ratelimit`] (sign-in rate limits), [`keyring`] (derived keys), [`metrics`], [`error`] (the request
 //! path's error type), [`telemetry`] (logging), [`jwt`] (RS256 JWTs).
 
+pub mod aead;
 pub mod clock;
 pub mod cloudbase;
 pub mod config;

@@ -4,14 +4,10 @@
 //! Each use passes its own associated data, so a blob sealed for one purpose never opens as
 //! another.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
 
 use crate::entropy::SharedEntropy;
 use crate::keyring::Keys;
-
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
 
 /// Seals and opens byte strings.
 pub struct Sealer {
@@ -29,46 +25,20 @@ impl Sealer {
     /// A sealer for `keys` (newest first).
     pub fn new(keys: &Keys, entropy: SharedEntropy) -> Sealer {
         Sealer {
-            ciphers: keys
-                .raw()
-                .iter()
-                .map(|k| XChaCha20Poly1305::new(k.into()))
-                .collect(),
+            ciphers: keys.raw().iter().map(crate::aead::cipher).collect(),
             entropy,
         }
     }
 
     /// `nonce || ciphertext || tag` of `plaintext`, bound to `aad`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.entropy.fill(&mut nonce);
-        let sealed = self.ciphers[0]
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            // Encryption fails only for messages beyond 256 GiB.
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        out
+        crate::aead::seal(&self.ciphers[0], aad, plaintext, self.entropy.as_ref())
     }
 
     /// The plaintext of `blob` sealed for `aad` under any key; `None` for anything truncated,
     /// altered, sealed for another purpose or under an unknown key.
     pub fn open(&self, aad: &[u8], blob: &[u8]) -> Option<Vec<u8>> {
-        if blob.len() < NONCE_LEN + TAG_LEN {
-            return None;
-        }
-        let (nonce, ct) = blob.split_at(NONCE_LEN);
-        let nonce = XNonce::from(<[u8; NONCE_LEN]>::try_from(nonce).ok()?);
-        self.ciphers
-            .iter()
-            .find_map(|c| c.decrypt(&nonce, Payload { msg: ct, aad }).ok())
+        crate::aead::open(&self.ciphers, aad, blob)
     }
 }
 

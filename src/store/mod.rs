@@ -10,9 +10,6 @@ pub mod redis;
 
 pub use crate::session::StoreError;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-
 use crate::entropy::{Entropy, SharedEntropy};
 use crate::keyring::Keys;
 
@@ -38,8 +35,12 @@ impl RecordSealer {
 
     /// `plaintext` sealed for the record known to its owner as `owner_name`, bound to `aad`.
     pub fn seal(&self, owner_name: &[u8], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let key = self.keys.sign(owner_name);
-        seal(&key, aad, plaintext, self.entropy.as_ref())
+        seal(
+            &self.keys.sign(owner_name),
+            aad,
+            plaintext,
+            self.entropy.as_ref(),
+        )
     }
 
     /// The plaintext of a [`RecordSealer::seal`]ed blob; `None` when it does not open under
@@ -52,38 +53,14 @@ impl RecordSealer {
     }
 }
 
-const NONCE_LEN: usize = 24;
-
 /// `nonce || ciphertext || tag` of `plaintext` under `key`, bound to `aad` (the record's key
 /// name, so a value moved to another key does not open).
 pub fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8], entropy: &dyn Entropy) -> Vec<u8> {
-    let mut nonce = [0u8; NONCE_LEN];
-    entropy.fill(&mut nonce);
-    let ct = XChaCha20Poly1305::new(key.into())
-        .encrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        // Encryption fails only for messages beyond 256 GiB.
-        .unwrap_or_default();
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    out
+    crate::aead::seal(&crate::aead::cipher(key), aad, plaintext, entropy)
 }
 
 /// The plaintext of a [`seal`]ed blob; `None` when it was altered, truncated, moved to another
 /// key or sealed under another key.
 pub fn open(key: &[u8; 32], aad: &[u8], blob: &[u8]) -> Option<Vec<u8>> {
-    if blob.len() < NONCE_LEN + 16 {
-        return None;
-    }
-    let (nonce, ct) = blob.split_at(NONCE_LEN);
-    let nonce = XNonce::from(<[u8; NONCE_LEN]>::try_from(nonce).ok()?);
-    XChaCha20Poly1305::new(key.into())
-        .decrypt(&nonce, Payload { msg: ct, aad })
-        .ok()
+    crate::aead::open([&crate::aead::cipher(key)], aad, blob)
 }

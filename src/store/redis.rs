@@ -437,21 +437,30 @@ impl Redis {
         })?;
         let answer =
             tokio::time::timeout(self.settings.timeout, cmd.query_async::<T>(&mut conn)).await;
+        self.settle(op, answer).await
+    }
+
+    /// The outcome of one operation: its value, or an error naming it (after dropping a
+    /// sentinel connection that may now point at a replica).
+    async fn settle<T>(
+        &self,
+        op: &'static str,
+        answer: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        let sentinel = matches!(self.settings.topology, RedisTopology::Sentinel { .. });
         match answer {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 // The kind only: a server error's text can quote an argument.
                 tracing::warn!(op, kind = ?e.kind(), "session store operation failed");
-                if reconnect_after(&e)
-                    && matches!(self.settings.topology, RedisTopology::Sentinel { .. })
-                {
+                if sentinel && reconnect_after(&e) {
                     *self.conn.write().await = None;
                 }
                 Err(StoreError(format!("redis {op}")))
             }
             Err(_) => {
                 tracing::warn!(op, "session store operation timed out");
-                if matches!(self.settings.topology, RedisTopology::Sentinel { .. }) {
+                if sentinel {
                     *self.conn.write().await = None;
                 }
                 Err(StoreError(format!("redis {op} (timeout)")))
@@ -479,26 +488,9 @@ impl Redis {
         let started = Instant::now();
         let result = async {
             let mut conn = self.conn().await?;
-            match tokio::time::timeout(self.settings.timeout, inv.invoke_async::<T>(&mut conn))
-                .await
-            {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => {
-                    tracing::warn!(op, kind = ?e.kind(), "session store script failed");
-                    if reconnect_after(&e)
-                        && matches!(self.settings.topology, RedisTopology::Sentinel { .. })
-                    {
-                        *self.conn.write().await = None;
-                    }
-                    Err(StoreError(format!("redis {op}")))
-                }
-                Err(_) => {
-                    if matches!(self.settings.topology, RedisTopology::Sentinel { .. }) {
-                        *self.conn.write().await = None;
-                    }
-                    Err(StoreError(format!("redis {op} (timeout)")))
-                }
-            }
+            let answer =
+                tokio::time::timeout(self.settings.timeout, inv.invoke_async::<T>(&mut conn)).await;
+            self.settle(op, answer).await
         }
         .await;
         self.metrics.store(op, started.elapsed(), result.is_err());

@@ -188,6 +188,13 @@ impl Topology {
     }
 }
 
+/// Starts server `i` of a plain topology again, empty, on its port (after it was killed).
+pub fn restart_empty(t: &mut Topology, i: usize) {
+    let port = t.servers[i].port;
+    let dir = t.dir.path().to_path_buf();
+    t.servers[i] = spawn(&dir, port, &base(&dir, port), &[]);
+}
+
 pub fn standalone() -> Topology {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
