@@ -1,9 +1,10 @@
 //! The near cache in front of the Redis session store. A record read from Redis is kept here
 //! for at most [`NEAR_TTL_MS`] by the injected clock, and dropped as soon as any replica
 //! announces a change to it on the invalidation channel (`<prefix>invalidate`, one message
-//! per write: `<replica id>:<session id>`). While the subscription is down, nothing is cached,
-//! so a sign-out on one replica is honoured by every other within the message's delivery, and
-//! never later than [`NEAR_TTL_MS`].
+//! per write: `<replica id>:<session id>`). While the subscription is down (or does not answer
+//! a PING within `redis_timeout`), nothing is cached, so a sign-out on one replica is honoured
+//! by every other within the message's delivery, and never later than [`NEAR_TTL_MS`] after
+//! the read that filled the entry, by either clock.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -36,8 +37,9 @@ impl NearCache {
         NearCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(capacity)
-                // Real time only frees memory; the injected clock decides what is fresh.
-                .time_to_live(Duration::from_millis(NEAR_TTL_MS * 4))
+                // Both clocks bound an entry: real time here (a clock that does not move, or
+                // moves back, cannot keep one), the injected clock in `get` (tests move it).
+                .time_to_live(Duration::from_millis(NEAR_TTL_MS))
                 .build(),
             healthy: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -60,28 +62,42 @@ impl NearCache {
     /// The record of session `id`, when it was read less than [`NEAR_TTL_MS`] ago and no
     /// change was announced since.
     pub fn get(&self, id: &[u8; 32]) -> Option<Arc<SessionRecord>> {
-        if !self.healthy.load(Ordering::Acquire) {
+        if !self.healthy.load(Ordering::SeqCst) {
             return None;
         }
         let (record, at) = self.entries.get(id)?;
         (self.clock.unix_millis().saturating_sub(at) < NEAR_TTL_MS).then_some(record)
     }
 
-    /// The generation to pass to [`NearCache::fill`], taken before reading Redis.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// What to pass to [`NearCache::fill`], taken before reading Redis: the generation, and
+    /// the time the read started (an entry is as old as the read that made it).
+    pub fn before_read(&self) -> (u64, u64) {
+        (
+            self.generation.load(Ordering::SeqCst),
+            self.clock.unix_millis(),
+        )
     }
 
-    /// Keeps `record`, read from Redis, unless a change was announced since `generation`.
-    pub fn fill(&self, id: &[u8; 32], record: Arc<SessionRecord>, generation: u64) {
-        if self.healthy.load(Ordering::Acquire) && self.generation() == generation {
-            self.entries.insert(*id, (record, self.clock.unix_millis()));
+    /// Keeps `record`, read from Redis, unless a change was announced since `before`.
+    pub fn fill(&self, id: &[u8; 32], record: Arc<SessionRecord>, before: (u64, u64)) {
+        let (generation, started) = before;
+        if !self.healthy.load(Ordering::SeqCst)
+            || self.generation.load(Ordering::SeqCst) != generation
+        {
+            return;
+        }
+        self.entries.insert(*id, (record, started));
+        // An invalidation that landed between the check and the insert must win.
+        if self.generation.load(Ordering::SeqCst) != generation
+            || !self.healthy.load(Ordering::SeqCst)
+        {
+            self.entries.invalidate(id);
         }
     }
 
     /// Forgets session `id` (this replica changed it).
     pub fn forget(&self, id: &[u8; 32]) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate(id);
     }
 
@@ -105,14 +121,14 @@ impl NearCache {
     }
 
     fn up(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate_all();
-        self.healthy.store(true, Ordering::Release);
+        self.healthy.store(true, Ordering::SeqCst);
     }
 
     fn down(&self) {
-        self.healthy.store(false, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.healthy.store(false, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate_all();
     }
 }
@@ -143,13 +159,14 @@ async fn run(cache: Weak<NearCache>, redis: Arc<Redis>) {
             return;
         };
         match subscribe(&redis, &channel).await {
-            Ok(mut pubsub) => {
+            Ok(pubsub) => {
                 if let Some(c) = cache.upgrade() {
                     c.up();
                 }
-                let mut messages = pubsub.on_message();
+                let (mut sink, mut messages) = pubsub.split();
                 loop {
-                    // Wakes at least every second to notice a dropped cache.
+                    // Wakes every second: to notice a dropped cache, and to PING, since a
+                    // server that vanished without closing the connection sends nothing.
                     match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
                         Ok(Some(msg)) => match cache.upgrade() {
                             Some(c) => c.heard(msg.get_payload_bytes()),
@@ -157,7 +174,13 @@ async fn run(cache: Weak<NearCache>, redis: Arc<Redis>) {
                         },
                         Ok(None) => break,
                         Err(_) if cache.upgrade().is_none() => return,
-                        Err(_) => {}
+                        Err(_) => {
+                            let pong =
+                                tokio::time::timeout(redis.timeout(), sink.ping::<String>()).await;
+                            if !matches!(pong, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
                     }
                 }
                 tracing::warn!(

@@ -152,7 +152,7 @@ impl RedisSessionStore {
         if key.seal_key().is_none() {
             return Ok(None);
         }
-        let generation = self.near.as_ref().map(|n| n.generation());
+        let before = self.near.as_ref().map(|n| n.before_read());
         let name = self.record_key(key);
         let value: Option<Vec<u8>> = self
             .redis
@@ -162,8 +162,8 @@ impl RedisSessionStore {
         match self.decode(&name, key, &value) {
             Some(r) if r.refresh_expires_at > self.clock.unix_secs() => {
                 let r = Arc::new(r);
-                if let (Some(near), Some(g)) = (&self.near, generation) {
-                    near.fill(key.id(), r.clone(), g);
+                if let (Some(near), Some(b)) = (&self.near, before) {
+                    near.fill(key.id(), r.clone(), b);
                 }
                 Ok(Some(r))
             }
@@ -342,16 +342,23 @@ impl SessionStore for RedisSessionStore {
             let name = self.record_key(key);
             let value = self.encode(&name, key, &record)?;
             let ttl = self.ttl_ms(&record);
-            // The index first: a member whose record never got written is dropped on reading,
-            // while a record missing from its index could not be signed out everywhere.
-            self.index(key, &record.sub, ttl).await?;
-            let _: () = self
+            // The record first, then its index entry: a member is only ever added for a record
+            // that exists, so a reader may drop members whose record is gone. If the index
+            // write fails, the sign-in fails and the record is garbage nobody holds a cookie
+            // for.
+            let written: Result<(), StoreError> = self
                 .redis
                 .query(
                     "session_put",
                     redis::cmd("SET").arg(&name).arg(value).arg("PX").arg(ttl),
                 )
-                .await?;
+                .await;
+            // Announced even when the answer was lost: the write may have happened.
+            if written.is_err() {
+                self.changed(key).await;
+            }
+            written?;
+            self.index(key, &record.sub, ttl).await?;
             self.changed(key).await;
             Ok(())
         }
@@ -360,15 +367,16 @@ impl SessionStore for RedisSessionStore {
 
     fn delete<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            let _: i64 = self
+            let deleted: Result<i64, StoreError> = self
                 .redis
                 .query(
                     "session_delete",
                     redis::cmd("DEL").arg(self.record_key(key)),
                 )
-                .await?;
+                .await;
+            // Announced even when the answer was lost: the delete may have happened.
             self.changed(key).await;
-            Ok(())
+            deleted.map(|_| ())
         }
         .boxed()
     }
@@ -387,7 +395,7 @@ impl SessionStore for RedisSessionStore {
             // A refresh extends the session: its index must live as long (and follow a new uid).
             self.index(key, &record.sub, ttl_ms).await?;
             let ttl = ttl_ms.to_string();
-            let n: i64 = self
+            let n: Result<i64, StoreError> = self
                 .redis
                 .script(
                     "session_cas",
@@ -395,11 +403,12 @@ impl SessionStore for RedisSessionStore {
                     &[&name],
                     &[expected.as_bytes(), &value, ttl.as_bytes()],
                 )
-                .await?;
-            if n == 1 {
+                .await;
+            // Announced when it swapped, and when the answer was lost (it may have).
+            if !matches!(n, Ok(0)) {
                 self.changed(key).await;
             }
-            Ok(n == 1)
+            Ok(n? == 1)
         }
         .boxed()
     }

@@ -63,6 +63,8 @@ pub struct Redis {
     failed_at: parking_lot::Mutex<Option<Instant>>,
     names: Keys,
     metrics: Arc<Metrics>,
+    /// `redis_ca_file`, read once at start (never on a worker, at a reconnect).
+    ca: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -89,7 +91,15 @@ impl Redis {
     /// A connection for `settings` (made on first use, so the gateway starts while Redis is
     /// down and `/ready` says so). `names` keys the hashes that name records.
     pub fn new(settings: RedisSettings, names: Keys, metrics: Arc<Metrics>) -> Redis {
+        let ca = settings.ca_file.as_ref().and_then(|path| match std::fs::read(path) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                tracing::warn!(kind = ?e.kind(), "redis_ca_file cannot be read; using the system roots");
+                None
+            }
+        });
         Redis {
+            ca,
             settings,
             conn: tokio::sync::RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
@@ -185,22 +195,16 @@ impl Redis {
         Ok(info.set_redis_settings(redis_info))
     }
 
-    fn certificates(&self) -> Result<redis::TlsCertificates, StoreError> {
-        let root_cert = match &self.settings.ca_file {
-            Some(path) => {
-                Some(std::fs::read(path).map_err(|_| StoreError("redis_ca_file".into()))?)
-            }
-            None => None,
-        };
-        Ok(redis::TlsCertificates {
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
             client_tls: None,
-            root_cert,
-        })
+            root_cert: self.ca.clone(),
+        }
     }
 
     fn client(&self, info: redis::ConnectionInfo, tls: bool) -> Result<redis::Client, StoreError> {
-        let client = if tls && self.settings.ca_file.is_some() {
-            redis::Client::build_with_tls(info, self.certificates()?)
+        let client = if tls && self.ca.is_some() {
+            redis::Client::build_with_tls(info, self.certificates())
         } else {
             redis::Client::open(info)
         };
@@ -243,14 +247,8 @@ impl Redis {
                     .connection_timeout(self.settings.timeout)
                     .response_timeout(self.settings.timeout)
                     .retries(2);
-                if tls {
-                    if let Some(path) = &self.settings.ca_file {
-                        let root = std::fs::read(path).map_err(|_| failed("redis_ca_file"))?;
-                        b = b.certs(redis::TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(root),
-                        });
-                    }
+                if tls && self.ca.is_some() {
+                    b = b.certs(self.certificates());
                 }
                 let client = b.build().map_err(|_| failed("cluster"))?;
                 let c = client
@@ -326,7 +324,12 @@ impl Redis {
                 let _ = url.set_username(m.0.username());
                 let _ = url.set_password(m.0.password());
             }
-            let client = self.client(self.connection_info(&RedisUrl(url), Some(*db))?, *tls)?;
+            let Ok(client) = self
+                .connection_info(&RedisUrl(url), Some(*db))
+                .and_then(|info| self.client(info, *tls))
+            else {
+                continue;
+            };
             let Ok(Ok(mut check)) = tokio::time::timeout(
                 self.settings.timeout,
                 client.get_multiplexed_async_connection(),
@@ -361,8 +364,9 @@ impl Redis {
             RedisTopology::Sentinel { .. } => self.sentinel_master().await,
             RedisTopology::Cluster(urls) => {
                 for u in urls {
-                    let Ok(client) =
-                        self.client(self.connection_info(u, None)?, u.0.scheme() == "rediss")
+                    let Ok(client) = self
+                        .connection_info(u, None)
+                        .and_then(|info| self.client(info, u.0.scheme() == "rediss"))
                     else {
                         continue;
                     };
