@@ -1,7 +1,10 @@
 //! Replicas sharing one Redis over real HTTP: two gateways with one configuration (one
 //! emulator, one upstream, one `redis-server` started here), a browser moving between them
 //! as a load balancer would send it, a gateway restarted, and Redis paused, killed and
-//! restarted empty under it.
+//! restarted empty under it. Where the flows need no clock, the replicas are two real
+//! `cloudbase-gateway serve` processes; where a test moves time (a refresh falling due, the
+//! near cache's half second, Redis paused), they are two gateways in this process, each with
+//! its own stores, server and clock.
 
 mod common;
 mod harness;
@@ -117,58 +120,6 @@ async fn a_session_started_on_one_replica_works_on_the_other_and_ends_on_both() 
     b.clock.advance(Duration::from_millis(600));
     let (st, _) = api(&on_b, "/dash").await;
     assert_eq!(st, 401, "signed out on A, refused on B");
-}
-
-#[actix_web::test]
-async fn flows_started_on_one_replica_finish_on_the_other() {
-    let redis = redis_servers::cluster();
-    let a = start(&redis_config(&redis, "")).await;
-    let b = a.replica();
-
-    // A code sent on A, entered on B.
-    let br = a.browser();
-    let sent = send_code(&br, "email", "email", "bob@example.com", "/after").await;
-    assert_eq!(sent.status, 302, "{}", sent.body);
-    let flow = harness::flow_of(&sent.location);
-    let code = a.env.code_for("bob@example.com").await;
-    let on_b = br.on(&b.url);
-    let done = on_b
-        .post(
-            "/__auth/code",
-            &[("flow", &flow), ("code", &code), ("rd", "/after")],
-        )
-        .await;
-    assert_eq!(done.status, 302, "{}", done.body);
-    assert_eq!(done.location, "/after");
-    assert!(on_b.session().is_some());
-    // A second code to the same address on B within the window: the shared limit says 429.
-    let other = a.browser().on(&b.url);
-    let again = send_code(&other, "email", "email", "bob@example.com", "/").await;
-    assert_eq!(again.status, 429, "{}", again.body);
-
-    // A provider sign-in started on A, its callback on B.
-    let br = a.browser();
-    let start = br.get("/__auth/start?provider=github&rd=%2Fgh").await;
-    assert_eq!(start.status, 302, "{}", start.body);
-    let back = consent(&br, &start.location, "approve").await;
-    let callback = back.location.replace(&a.url, &b.url);
-    assert!(callback.starts_with(&b.url), "{callback}");
-    let on_b = br.on(&b.url);
-    let done = on_b.get(&callback).await;
-    assert_eq!(done.status, 302, "{}", done.body);
-    assert_eq!(done.location, "/gh");
-
-    // Two racing callbacks with the same state on A and B: one wins.
-    let br = a.browser();
-    let start = br.get("/__auth/start?provider=github&rd=%2Frace").await;
-    let back = consent(&br, &start.location, "approve").await;
-    assert!(query(&back.location).contains_key("state"));
-    let on_b = br.on(&b.url);
-    let on_b_url = back.location.replace(&a.url, &b.url);
-    let (x, y) = futures_util::join!(br.get(&back.location), on_b.get(&on_b_url));
-    let wins = [&x, &y].iter().filter(|p| p.status == 302).count();
-    let used = [&x, &y].iter().filter(|p| p.status == 400).count();
-    assert_eq!((wins, used), (1, 1), "{} {}", x.status, y.status);
 }
 
 #[actix_web::test]
@@ -331,14 +282,207 @@ async fn sentinel_failover_keeps_sessions_and_flows() {
 }
 
 #[actix_web::test]
-async fn a_captcha_started_on_one_replica_returns_to_the_other() {
+async fn the_start_up_log_names_the_store_without_credentials() {
+    let redis = redis_servers::acl();
+    let a = start(&redis_config(&redis, "")).await;
+    let br = a.signed_in("alice", "alice-pass-1").await;
+    assert_eq!(api(&br, "/dash").await.0, 200);
+    let logs = String::from_utf8_lossy(&harness::logs().lock().unwrap()).into_owned();
+    let port = redis.servers[0].port;
+    assert!(
+        logs.contains("session store: redis")
+            && logs.contains(&format!("standalone redis://127.0.0.1:{port} db 0")),
+        "the store and where it is are logged"
+    );
+    let mut secrets = vec!["s3cret-redis-pass".to_string()];
+    secrets.extend(a.tokens(&br).await);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    harness::assert_logs_clean(&refs);
+    // Every operation is counted by name.
+    let metrics = a.gateway.metrics.render(0);
+    assert!(
+        metrics.contains("cloudbase_gateway_store_duration_seconds_count{op=\"session_get\"}"),
+        "{metrics}"
+    );
+}
+
+// ----- real `serve` processes -----
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudbase-gateway");
+
+/// A `cloudbase-gateway serve` process, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+    port: u16,
+    _config: tempfile::NamedTempFile,
+}
+
+/// Two `serve` processes with one configuration (one emulator, one upstream, `redis`), as
+/// behind a load balancer: A's address is the public one.
+struct Processes {
+    env: common::Env,
+    text: String,
+    a: Serve,
+    b: Serve,
+}
+
+async fn processes(redis: &redis_servers::Topology, extra: &str) -> Processes {
+    let mut opts = cloudbase_gateway::emulator::EmulatorOptions::new("test-env");
+    opts.users = common::default_users();
+    let env = common::start_with(opts, Duration::from_secs(2));
+    let upstream = harness::spawn_upstream();
+    let (port_a, port_b) = (redis_servers::free_port(), redis_servers::free_port());
+    let text = format!(
+        "env_id = \"test-env\"\npublic_url = \"http://127.0.0.1:{port_a}\"\ninsecure_cookie = true\napi_origin = \"{}\"\nupstream = \"{upstream}\"\ncloudbase_timeout = \"2s\"\nsign_in_methods = [\"password\", \"email_code\"]\n{}",
+        env.emu.url,
+        redis_config(redis, extra)
+    );
+    let a = serve(&text, port_a).await;
+    let b = serve(&text, port_b).await;
+    Processes { env, text, a, b }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve` on `port` with `text` and waits (bounded) until `/ping` answers.
+async fn serve(text: &str, port: u16) -> Serve {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        format!("listen = \"127.0.0.1:{port}\"\nlog_level = \"warn\"\n{text}").as_bytes(),
+    )
+    .unwrap();
+    let child = std::process::Command::new(BIN)
+        .env_clear()
+        .args(["serve", "--config", f.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(f.path().with_extension("log")).unwrap())
+        .spawn()
+        .unwrap();
+    // Killed and reaped when dropped, whatever happens below.
+    let serve = Serve {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        port,
+        _config: f,
+    };
+    let client = awc::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{}/ping", serve.url)).send().await {
+            if r.status() == 200 {
+                return serve;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let log =
+        std::fs::read_to_string(serve._config.path().with_extension("log")).unwrap_or_default();
+    panic!("serve did not start on {port}: {log}");
+}
+
+#[actix_web::test]
+async fn two_serve_processes_share_one_redis_and_survive_a_restart() {
     let redis = redis_servers::standalone();
-    let a = start(&redis_config(&redis, "captcha_mode = \"redirect\"\n")).await;
-    let b = a.replica();
-    a.env
+    let p = processes(&redis, "").await;
+    let (a, b) = (&p.a, p.b);
+    let on_a = harness::browser(&a.url);
+    let page = on_a.password_sign_in("alice", "alice-pass-1", "/").await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let on_b = on_a.on(&b.url);
+    let (st, seen) = on_b.upstream("/dash").await;
+    assert_eq!(st, 200, "a cookie from process A works on process B");
+    assert!(seen["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer ey"));
+
+    // B restarted with the same configuration: the cookie from before still works.
+    let port_b = b.port;
+    drop(b);
+    let _restarted = serve(&p.text, port_b).await;
+    assert_eq!(on_b.upstream("/dash").await.0, 200, "kept across a restart");
+
+    // Signed out on A: B refuses the cookie on its next request.
+    assert_eq!(on_a.get("/__auth/sign_out").await.status, 200);
+    assert_eq!(
+        on_a.post("/__auth/sign_out", &[("rd", "/")]).await.status,
+        302
+    );
+    // A separate process's clock cannot be moved: B refuses once A's invalidation arrives
+    // (or its near cache's half second ends).
+    assert!(
+        soon(&on_b, "/dash", 401).await,
+        "signed out on A, refused by B"
+    );
+}
+
+#[actix_web::test]
+async fn flows_started_in_one_serve_process_finish_in_the_other() {
+    let redis = redis_servers::cluster();
+    let p = processes(&redis, "").await;
+    let (a, b) = (&p.a, &p.b);
+
+    // A code sent on A, entered on B.
+    let br = harness::browser(&a.url);
+    let sent = send_code(&br, "email", "email", "bob@example.com", "/after").await;
+    assert_eq!(sent.status, 302, "{}", sent.body);
+    let flow = harness::flow_of(&sent.location);
+    let code = p.env.code_for("bob@example.com").await;
+    let on_b = br.on(&b.url);
+    let done = on_b
+        .post(
+            "/__auth/code",
+            &[("flow", &flow), ("code", &code), ("rd", "/after")],
+        )
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, "/after");
+    assert!(on_b.session().is_some());
+    // A second code to the same address on B within the window: the shared limit says 429.
+    let other = harness::browser(&a.url).on(&b.url);
+    let again = send_code(&other, "email", "email", "bob@example.com", "/").await;
+    assert_eq!(again.status, 429, "{}", again.body);
+
+    // A provider sign-in started on A, its callback on B.
+    let br = harness::browser(&a.url);
+    let start = br.get("/__auth/start?provider=github&rd=%2Fgh").await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let back = consent(&br, &start.location, "approve").await;
+    let callback = back.location.replace(&a.url, &b.url);
+    assert!(callback.starts_with(&b.url), "{callback}");
+    let on_b = br.on(&b.url);
+    let done = on_b.get(&callback).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, "/gh");
+
+    // Two racing callbacks with the same state on A and B: one wins.
+    let br = harness::browser(&a.url);
+    let start = br.get("/__auth/start?provider=github&rd=%2Frace").await;
+    let back = consent(&br, &start.location, "approve").await;
+    assert!(query(&back.location).contains_key("state"));
+    let on_b = br.on(&b.url);
+    let on_b_url = back.location.replace(&a.url, &b.url);
+    let (x, y) = futures_util::join!(br.get(&back.location), on_b.get(&on_b_url));
+    let wins = [&x, &y].iter().filter(|p| p.status == 302).count();
+    let used = [&x, &y].iter().filter(|p| p.status == 400).count();
+    assert_eq!((wins, used), (1, 1), "{} {}", x.status, y.status);
+}
+
+#[actix_web::test]
+async fn a_captcha_started_in_one_serve_process_returns_to_the_other() {
+    let redis = redis_servers::standalone();
+    let p = processes(&redis, "captcha_mode = \"redirect\"\n").await;
+    let (a, b) = (&p.a, &p.b);
+    p.env
         .settings(serde_json::json!({"captcha_required": true}))
         .await;
-    let br = a.browser();
+    let br = harness::browser(&a.url);
     let page = br.password_sign_in("alice", "alice-pass-1", "/after").await;
     assert_eq!(page.status, 302, "{}", page.body);
     assert!(
@@ -374,134 +518,8 @@ async fn a_captcha_started_on_one_replica_returns_to_the_other() {
         sent.location
     );
     assert_eq!(
-        a.calls("/auth/v1/captcha/init").await,
+        p.env.requests_to("/auth/v1/captcha/init").await.len(),
         1,
         "no second captcha"
     );
-}
-
-#[actix_web::test]
-async fn the_start_up_log_names_the_store_without_credentials() {
-    let redis = redis_servers::acl();
-    let a = start(&redis_config(&redis, "")).await;
-    let br = a.signed_in("alice", "alice-pass-1").await;
-    assert_eq!(api(&br, "/dash").await.0, 200);
-    let logs = String::from_utf8_lossy(&harness::logs().lock().unwrap()).into_owned();
-    let port = redis.servers[0].port;
-    assert!(
-        logs.contains("session store: redis")
-            && logs.contains(&format!("standalone redis://127.0.0.1:{port} db 0")),
-        "the store and where it is are logged"
-    );
-    let mut secrets = vec!["s3cret-redis-pass".to_string()];
-    secrets.extend(a.tokens(&br).await);
-    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    harness::assert_logs_clean(&refs);
-    // Every operation is counted by name.
-    let metrics = a.gateway.metrics.render(0);
-    assert!(
-        metrics.contains("cloudbase_gateway_store_duration_seconds_count{op=\"session_get\"}"),
-        "{metrics}"
-    );
-}
-
-// ----- real `serve` processes -----
-
-const BIN: &str = env!("CARGO_BIN_EXE_cloudbase-gateway");
-
-/// A `cloudbase-gateway serve` process, killed when dropped.
-struct Serve {
-    child: std::process::Child,
-    url: String,
-    _config: tempfile::NamedTempFile,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `serve` on `port` with `text` and waits (bounded) until `/ping` answers.
-async fn serve(text: &str, port: u16) -> Serve {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(
-        &mut f,
-        format!("listen = \"127.0.0.1:{port}\"\nlog_level = \"warn\"\n{text}").as_bytes(),
-    )
-    .unwrap();
-    let child = std::process::Command::new(BIN)
-        .env_clear()
-        .args(["serve", "--config", f.path().to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(f.path().with_extension("log")).unwrap())
-        .spawn()
-        .unwrap();
-    // Killed and reaped when dropped, whatever happens below.
-    let serve = Serve {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _config: f,
-    };
-    let client = awc::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{}/ping", serve.url)).send().await {
-            if r.status() == 200 {
-                return serve;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let log =
-        std::fs::read_to_string(serve._config.path().with_extension("log")).unwrap_or_default();
-    panic!("serve did not start on {port}: {log}");
-}
-
-#[actix_web::test]
-async fn two_serve_processes_share_one_redis_and_survive_a_restart() {
-    let redis = redis_servers::standalone();
-    let mut opts = cloudbase_gateway::emulator::EmulatorOptions::new("test-env");
-    opts.users = common::default_users();
-    let env = common::start_with(opts, Duration::from_secs(2));
-    let upstream = harness::spawn_upstream();
-    let (port_a, port_b) = (redis_servers::free_port(), redis_servers::free_port());
-    // One configuration for both, as behind a load balancer: A's address is the public one.
-    let text = format!(
-        "env_id = \"test-env\"\npublic_url = \"http://127.0.0.1:{port_a}\"\ninsecure_cookie = true\napi_origin = \"{}\"\nupstream = \"{upstream}\"\nsign_in_methods = [\"password\"]\nsign_up = false\n{}",
-        env.emu.url,
-        redis_config(&redis, "")
-    );
-    let a = serve(&text, port_a).await;
-    let b = serve(&text, port_b).await;
-    let on_a = harness::browser(&a.url);
-    let page = on_a.password_sign_in("alice", "alice-pass-1", "/").await;
-    assert_eq!(page.status, 302, "{}", page.body);
-    let on_b = on_a.on(&b.url);
-    let (st, seen) = on_b.upstream("/dash").await;
-    assert_eq!(st, 200, "a cookie from process A works on process B");
-    assert!(seen["headers"]["authorization"]
-        .as_str()
-        .unwrap()
-        .starts_with("Bearer ey"));
-
-    // B restarted with the same configuration: the cookie from before still works.
-    drop(b);
-    let b = serve(&text, port_b).await;
-    assert_eq!(on_b.upstream("/dash").await.0, 200, "kept across a restart");
-
-    // Signed out on A: B refuses the cookie on its next request.
-    assert_eq!(on_a.get("/__auth/sign_out").await.status, 200);
-    assert_eq!(
-        on_a.post("/__auth/sign_out", &[("rd", "/")]).await.status,
-        302
-    );
-    // A separate process's clock cannot be moved: B refuses once A's invalidation arrives
-    // (or its near cache's half second ends).
-    assert!(
-        soon(&on_b, "/dash", 401).await,
-        "signed out on A, refused by B"
-    );
-    drop(b);
-    drop(a);
 }
