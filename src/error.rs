@@ -5,7 +5,7 @@
 use actix_web::http::StatusCode;
 
 use crate::cloudbase::error::CloudBaseError;
-use crate::session::StoreError;
+use crate::store::StoreError;
 
 /// Everything that can stop a request.
 #[derive(Debug, thiserror::Error)]

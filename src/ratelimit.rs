@@ -14,8 +14,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use redis::Script;
 
-use crate::session::StoreError;
 use crate::store::redis::Redis;
+use crate::store::StoreError;
 
 use crate::clock::SharedClock;
 use crate::config::{Rate, RateLimitSettings};

@@ -23,9 +23,9 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
 use crate::entropy::SharedEntropy;
-use crate::session::StoreError;
 use crate::store::redis::Redis;
 use crate::store::RecordSealer;
+use crate::store::StoreError;
 
 /// Which browser a record belongs to: a hash of its CSRF cookie value.
 #[derive(Clone, Copy, PartialEq, Eq)]

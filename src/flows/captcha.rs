@@ -21,7 +21,7 @@ use crate::clock::SharedClock;
 use crate::flow::state::StateKind;
 use crate::flow::store::Browser;
 use crate::secret::Secret;
-use crate::session::StoreError;
+use crate::store::StoreError;
 
 /// The form posts a captcha can interrupt; the web layer knows how to run each again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -393,8 +393,8 @@ impl FlowError {
     }
 }
 
-impl From<crate::session::StoreError> for FlowError {
-    fn from(e: crate::session::StoreError) -> Self {
+impl From<crate::store::StoreError> for FlowError {
+    fn from(e: crate::store::StoreError) -> Self {
         tracing::warn!(error = %e, "flow store unavailable");
         FlowError::Store
     }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
+pub use crate::store::StoreError;
 
 /// The store key of a session: SHA-256 of the cookie handle, and (when the handle is known)
 /// the key its record is sealed with in a shared store, derived from the handle too. Neither
@@ -141,40 +142,6 @@ impl Clone for TokenHeaders {
     }
 }
 
-#[cfg(test)]
-mod token_header_tests {
-    use super::*;
-
-    #[test]
-    fn a_cloned_record_never_keeps_the_old_tokens_header() {
-        let mut r = SessionRecord {
-            access_token: Secret::new("old-token"),
-            refresh_token: None,
-            expires_at: 0,
-            refresh_expires_at: 0,
-            scope: String::new(),
-            sub: String::new(),
-            user: Default::default(),
-            device_id: String::new(),
-            created_at: 0,
-            last_seen: 0,
-            version: 0,
-            headers: Default::default(),
-        };
-        assert_eq!(r.token_headers().unwrap().0, "Bearer old-token");
-        let mut next = r.clone();
-        next.access_token = Secret::new("new-token");
-        assert_eq!(next.token_headers().unwrap().0, "Bearer new-token");
-        assert_eq!(next.token_headers().unwrap().1, "new-token");
-        r.access_token = Secret::new("bad\ntoken");
-        assert_eq!(
-            r.token_headers().unwrap().0,
-            "Bearer old-token",
-            "made once per record"
-        );
-    }
-}
-
 impl std::fmt::Debug for TokenHeaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokenHeaders(redacted)")
@@ -201,12 +168,6 @@ impl SessionRecord {
         self.scope.split_whitespace().any(|s| s == "anonymous")
     }
 }
-
-/// A store failure (a backend that cannot be reached or answering late), naming the
-/// operation; never the library's text. The memory backend never fails.
-#[derive(Debug, thiserror::Error)]
-#[error("session store unavailable: {0}")]
-pub struct StoreError(pub String);
 
 /// Held while one request refreshes a session; dropping it lets the next one in.
 pub struct RefreshLock(#[allow(dead_code)] Box<dyn Send + Sync>);
@@ -284,4 +245,38 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Approximate number of live sessions (a metric).
     fn count(&self) -> u64;
+}
+
+#[cfg(test)]
+mod token_header_tests {
+    use super::*;
+
+    #[test]
+    fn a_cloned_record_never_keeps_the_old_tokens_header() {
+        let mut r = SessionRecord {
+            access_token: Secret::new("old-token"),
+            refresh_token: None,
+            expires_at: 0,
+            refresh_expires_at: 0,
+            scope: String::new(),
+            sub: String::new(),
+            user: Default::default(),
+            device_id: String::new(),
+            created_at: 0,
+            last_seen: 0,
+            version: 0,
+            headers: Default::default(),
+        };
+        assert_eq!(r.token_headers().unwrap().0, "Bearer old-token");
+        let mut next = r.clone();
+        next.access_token = Secret::new("new-token");
+        assert_eq!(next.token_headers().unwrap().0, "Bearer new-token");
+        assert_eq!(next.token_headers().unwrap().1, "new-token");
+        r.access_token = Secret::new("bad\ntoken");
+        assert_eq!(
+            r.token_headers().unwrap().0,
+            "Bearer old-token",
+            "made once per record"
+        );
+    }
 }

@@ -8,7 +8,11 @@
 
 pub mod redis;
 
-pub use crate::session::StoreError;
+/// A store failure (a backend that cannot be reached or answering late), naming the
+/// operation; never the library's text. The memory backends never fail.
+#[derive(Debug, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct StoreError(pub String);
 
 use crate::entropy::{Entropy, SharedEntropy};
 use crate::keyring::Keys;

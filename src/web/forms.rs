@@ -377,7 +377,7 @@ pub fn error_response(inc: &Incoming, err: &FlowError, page: Option<HttpResponse
         }
         FlowError::Store => {
             return pages::error_response(
-                &GatewayError::Store(crate::session::StoreError("flow".into())),
+                &GatewayError::Store(crate::store::StoreError("flow".into())),
                 inc,
             )
         }
