@@ -143,48 +143,24 @@ pub struct Topology {
 
 impl Topology {
     /// Every key in every data server (for the dump test).
-    pub fn dump(&self) -> Vec<(String, Vec<u8>)> {
+    pub fn dump(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        for s in self.data_servers() {
+        // Sentinels are kept apart (in `Sentinels`): every server here holds data.
+        for s in &self.servers {
             let keys = cli(s.port, &self.cli, &["--raw", "KEYS", "*"]);
             for k in keys.lines().filter(|k| !k.is_empty()) {
-                let o = Command::new("redis-cli")
-                    .args(["-h", "127.0.0.1", "-p", &s.port.to_string()])
-                    .args(&self.cli)
-                    .args(["--no-raw", "DUMP", k])
-                    .output()
-                    .unwrap();
-                let _ = o;
-                let v = Command::new("redis-cli")
-                    .args(["-h", "127.0.0.1", "-p", &s.port.to_string()])
-                    .args(&self.cli)
-                    .args(["--raw", "TYPE", k])
-                    .output()
-                    .unwrap();
-                let ty = String::from_utf8_lossy(&v.stdout).trim().to_string();
-                let cmd: &[&str] = match ty.as_str() {
-                    "string" => &["GET"],
-                    "set" => &["SMEMBERS"],
-                    "zset" => &["ZRANGE", "0", "-1"],
-                    _ => &["TYPE"],
+                let read: &[&str] = match cli(s.port, &self.cli, &["--raw", "TYPE", k]).trim() {
+                    "string" => &["GET", k],
+                    "set" => &["SMEMBERS", k],
+                    "zset" => &["ZRANGE", k, "0", "-1"],
+                    _ => &["TYPE", k],
                 };
-                let mut c = Command::new("redis-cli");
-                c.args(["-h", "127.0.0.1", "-p", &s.port.to_string()])
-                    .args(&self.cli)
-                    .arg("--raw")
-                    .args(&cmd[..1])
-                    .arg(k)
-                    .args(&cmd[1..]);
-                let val = c.output().unwrap().stdout;
-                out.push((k.to_string(), val));
+                let mut args = vec!["--raw"];
+                args.extend_from_slice(read);
+                out.push((k.to_string(), cli(s.port, &self.cli, &args)));
             }
         }
         out
-    }
-
-    fn data_servers(&self) -> impl Iterator<Item = &Server> {
-        // Sentinels are started last and hold no data; their ports are in `sentinel_ports`.
-        self.servers.iter().filter(|s| !s.dir.ends_with("sentinel"))
     }
 }
 
